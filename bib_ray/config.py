@@ -1,0 +1,96 @@
+"""Validated configuration of a design run (CLI flags and YAML files map onto it one to one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bib_ray.core.aux_ensemble import AuxiliarySettings
+from bib_ray.core.optimizer import CotangentBatching, Mode, OptimiserSettings
+from bib_ray.errors import UserError
+
+
+class DesignConfig(BaseModel):
+    """Everything a ``bib-ray design`` run needs; defaults follow the BIB paper for DNA tasks."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    task: str = Field("ehrlich", description="task spec (see `bib-ray tasks`)")
+    data_dir: str | None = Field(None, description="task data directory (else $BIB_RAY_DATA)")
+    alphabet: str | None = Field(None, description="alphabet of a user data file: dna, protein or letters")
+    backbone: str = Field("tiny", description="backbone spec (see `bib-ray backbones`)")
+    mode: Mode = Mode.ADAPTIVE_GAMMA
+    adaptive_eta: bool = False
+    steps: int = Field(100, ge=1, le=100_000)
+    designs: int = Field(128, ge=1, le=1_000_000)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    lr: float = Field(0.1, gt=0, description="Adam step size eta_0")
+    target: float = Field(10.0, description="target score y_h in standardised label units")
+    beta_scale: float = Field(1e-6, gt=0, description="ridge beta = beta_scale * trace(G) / N")
+    gamma_init: float = Field(0.5, ge=0, le=1)
+    gamma_lr: float = Field(0.01, gt=0)
+    eta_meta_lr: float = Field(0.01, gt=0)
+    aux_members: int = Field(5, ge=1, le=64)
+    aux_hidden: int = Field(64, ge=1)
+    aux_epochs: int = Field(20, ge=1)
+    embed_batch_size: int = Field(512, ge=1)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    cotangents: CotangentBatching = CotangentBatching.BATCHED
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+    @model_validator(mode="after")
+    def _device_known(self) -> "DesignConfig":
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device {self.device!r} must be auto, cpu, cuda or cuda:N")
+        return self
+
+    def optimiser_settings(self) -> OptimiserSettings:
+        return OptimiserSettings(mode=self.mode, adaptive_eta=self.adaptive_eta, steps=self.steps, lr=self.lr,
+                                 target=self.target, gamma_init=self.gamma_init, gamma_lr=self.gamma_lr,
+                                 eta_meta_lr=self.eta_meta_lr, cotangents=self.cotangents)
+
+    def aux_settings(self) -> AuxiliarySettings:
+        return AuxiliarySettings(members=self.aux_members, hidden=self.aux_hidden, epochs=self.aux_epochs)
+
+    def method_label(self) -> str:
+        """Short name of the method, e.g. 'adaptive-gamma+eta'."""
+        return self.mode.value + ("+eta" if self.adaptive_eta else "")
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem: 'field: message'."""
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "config"
+        lines.append(f"{where}: {problem['msg']}")
+    return "; ".join(lines)
+
+
+def build_config(values: dict) -> DesignConfig:
+    """Validate a mapping into a DesignConfig, turning pydantic errors into a UserError."""
+    try:
+        return DesignConfig.model_validate(values)
+    except ValidationError as error:
+        raise UserError(f"invalid design configuration: {format_validation_error(error)}") from None
+
+
+def load_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file that must hold a mapping (UserError otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of settings at the top level")
+    return values

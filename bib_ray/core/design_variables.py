@@ -1,0 +1,30 @@
+"""Design logits Z (B, L, V): initialisation from seed sequences and the straight-through relaxation."""
+
+from __future__ import annotations
+
+import torch
+
+
+def init_logits(seeds: torch.Tensor, vocab_size: int, generator: torch.Generator, std: float = 0.1) -> torch.Tensor:
+    """Z ~ N(0, std^2) per entry, with each row's largest entry swapped onto the seed letter,
+    so that argmax(Z) reproduces ``seeds`` (B, L) exactly."""
+    noise = torch.randn(*seeds.shape, vocab_size, generator=generator, dtype=torch.float32) * std
+    noise = noise.to(seeds.device)
+    top_index = noise.argmax(-1, keepdim=True)
+    top_value = noise.gather(-1, top_index)
+    seed_index = seeds.unsqueeze(-1)
+    seed_value = noise.gather(-1, seed_index)
+    noise = noise.scatter(-1, top_index, seed_value)
+    return noise.scatter(-1, seed_index, top_value)
+
+
+def straight_through(logits: torch.Tensor) -> torch.Tensor:
+    """Hard one-hot of argmax in the forward pass; gradient of softmax in the backward pass."""
+    soft = torch.softmax(logits, dim=-1)
+    hard = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard + (soft - soft.detach())  # the bracket is exactly 0 forward, so rows stay exactly one-hot
+
+
+def decode_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Current sequences (B, L) as letter indices."""
+    return logits.argmax(-1)

@@ -1,0 +1,73 @@
+"""Scoring designs against a task's oracle: normalised percentiles and novelty.
+
+Percentiles (100th = max, 50th = median) are taken over the designs the oracle could
+score: OK designs, plus infeasible ones at the task's ``infeasible_score`` when the task
+defines one. UNKNOWN designs are excluded and counted, never scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bib_ray.tasks.base import DesignStatus, Task
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Hamming distance between equally shaped code arrays (B, L)."""
+    return (np.asarray(a) != np.asarray(b)).sum(1)
+
+
+def nearest_hamming(designs: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """For each design, the Hamming distance to its nearest row of ``reference`` (N, L)."""
+    best = np.full(designs.shape[0], designs.shape[1], dtype=np.int64)
+    for start in range(0, reference.shape[0], chunk):
+        block = reference[start:start + chunk]
+        distances = (designs[:, None, :] != block[None, :, :]).sum(-1)
+        best = np.minimum(best, distances.min(1))
+    return best
+
+
+@dataclass
+class OracleEvaluation:
+    """Per-design oracle outcome and the percentile summary of one batch of designs."""
+
+    scores: np.ndarray  # raw oracle score, NaN unless OK
+    status: np.ndarray
+    normalised: np.ndarray  # NaN unless OK
+    summary: dict
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(np.max(values)), float(np.percentile(values, 50))
+
+
+def evaluate_with_oracle(task: Task, codes: np.ndarray) -> OracleEvaluation | None:
+    """Oracle scores and percentiles of ``codes``; None when the task has no oracle."""
+    if task.oracle is None:
+        return None
+    result = task.oracle(codes)
+    status = np.asarray(result.status)
+    ok = status == DesignStatus.OK.value
+    infeasible = status == DesignStatus.INFEASIBLE.value
+    counted = result.scores[ok]
+    if task.infeasible_score is not None:
+        counted = np.concatenate([counted, np.full(int(infeasible.sum()), task.infeasible_score)])
+    p100, p50 = _percentiles(counted)
+    summary = {
+        "p100_raw": p100, "p50_raw": p50,
+        "p100": float(task.normalise(p100)), "p50": float(task.normalise(p50)),
+        "designs": int(len(codes)), "ok": int(ok.sum()),
+        "unknown": int((status == DesignStatus.UNKNOWN.value).sum()), "infeasible": int(infeasible.sum()),
+    }
+    normalised = np.where(ok, task.normalise(np.where(ok, result.scores, 0.0)), np.nan)
+    return OracleEvaluation(result.scores, status, normalised, summary)
+
+
+def novelty(task: Task, start_codes: np.ndarray, final_codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Hamming distance of each design to its seed and to the nearest offline sequence."""
+    return {"hamming_to_start": hamming(final_codes, start_codes),
+            "hamming_to_offline": nearest_hamming(final_codes, task.x)}

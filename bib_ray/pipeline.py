@@ -1,0 +1,151 @@
+"""One design run end to end: load task and backbone, embed the offline set, fit the proxy,
+train the auxiliary ensemble, optimise every seed's batch of designs, evaluate.
+
+This is the single-process path; the Ray drivers reuse its pieces.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bib_ray.backbones import build_backbone
+from bib_ray.config import DesignConfig
+from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
+from bib_ray.core.optimizer import BIBOptimiser, TrajectoryResult
+from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.embedding import SequenceEmbedder
+from bib_ray.evaluation import evaluate_with_oracle, novelty
+from bib_ray.scoring import score_codes
+from bib_ray.tasks import Task, load_task
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> the first CUDA device when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from bib_ray.errors import UserError
+
+        raise UserError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class FittedProxy:
+    """Everything fitted on the offline set: the embedder, its statistics and the closed-form proxy."""
+
+    task: Task
+    embedder: SequenceEmbedder
+    statistics: EmbeddingStatistics
+    proxy: BidirectionalProxy
+    offline_phi: torch.Tensor
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def standardised_labels(self) -> torch.Tensor:
+        y = torch.as_tensor(self.task.y, dtype=torch.float64)
+        return (y - self.proxy.label_mean) / self.proxy.label_std
+
+
+def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: str = "auto",
+              batch_size: int = 512, progress: bool = False) -> FittedProxy:
+    """Embed the offline set once and solve the proxy in closed form."""
+    target = resolve_device(device)
+    started = time.perf_counter()
+    backbone = build_backbone(backbone_spec, task.alphabet)
+    embedder = SequenceEmbedder(backbone, task, target)
+    loaded = time.perf_counter()
+    statistics, phi = embedder.statistics(task.x, task.y, batch_size, progress)
+    embedded = time.perf_counter()
+    proxy = BidirectionalProxy(statistics, beta_scale=beta_scale, device=target)
+    solved = time.perf_counter()
+    return FittedProxy(task, embedder, statistics, proxy, phi, timings={
+        "load_backbone_s": loaded - started, "embed_offline_s": embedded - loaded,
+        "embed_rows_per_s": len(task.y) / max(embedded - loaded, 1e-9), "solve_proxy_s": solved - embedded})
+
+
+def train_aux(fitted: FittedProxy, settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
+    """An auxiliary ensemble for ``seed`` on the offline embeddings (standardised labels)."""
+    mean, std = fitted.statistics.feature_moments()
+    aux = AuxiliaryEnsemble(fitted.statistics.dim, settings, seed, mean, std)
+    metrics = aux.fit(fitted.offline_phi, fitted.standardised_labels())
+    return aux.to(fitted.embedder.device), metrics
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    trajectory: TrajectoryResult
+    aux: AuxiliaryEnsemble
+    aux_metrics: dict
+    designs: pd.DataFrame
+    oracle_summary: dict | None
+    timings: dict[str, float]
+
+
+def design_table(fitted: FittedProxy, aux: AuxiliaryEnsemble, seed: int,
+                 trajectory: TrajectoryResult) -> tuple[pd.DataFrame, dict | None]:
+    """One row per final design: sequence, proxy/aux/oracle scores and novelty."""
+    task = fitted.task
+    final, start = trajectory.final_codes, trajectory.start_codes
+    table = pd.DataFrame({"seed": seed, "design": np.arange(len(final)),
+                          "sequence": task.sequences(final), "start_sequence": task.sequences(start)})
+    for key, values in score_codes(fitted.embedder, fitted.proxy, aux, final).items():
+        table[key] = values
+    evaluation = evaluate_with_oracle(task, final)
+    if evaluation is not None:
+        table["oracle_score"] = evaluation.scores
+        table["oracle_status"] = evaluation.status
+        table["normalised_score"] = evaluation.normalised
+    for key, values in novelty(task, start, final).items():
+        table[key] = values
+    return table, None if evaluation is None else evaluation.summary
+
+
+def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False) -> SeedResult:
+    """Train this seed's aux ensemble, optimise ``config.designs`` trajectories, evaluate them."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
+    aux_done = time.perf_counter()
+    settings = config.optimiser_settings()
+    optimiser = BIBOptimiser(fitted.embedder.embed_designs, fitted.proxy, settings,
+                             aux if settings.needs_aux else None)
+    start_codes = torch.as_tensor(fitted.task.starting_designs(config.designs), device=fitted.embedder.device)
+    generator = torch.Generator().manual_seed(seed)
+    with tqdm(total=settings.steps, desc=f"seed {seed}", unit="step", disable=not progress, leave=False) as bar:
+        trajectory = optimiser.run(start_codes, len(fitted.task.alphabet), generator, on_step=lambda _: bar.update())
+    optimised = time.perf_counter()
+    table, oracle_summary = design_table(fitted, aux, seed, trajectory)
+    finished = time.perf_counter()
+    return SeedResult(seed, trajectory, aux, aux_metrics, table, oracle_summary, timings={
+        "aux_fit_s": aux_done - started, "optimise_s": optimised - aux_done,
+        "step_ms": 1000 * (optimised - aux_done) / settings.steps, "evaluate_s": finished - optimised})
+
+
+@dataclass
+class DesignRun:
+    config: DesignConfig
+    fitted: FittedProxy
+    seeds: list[SeedResult]
+    total_s: float
+
+    @property
+    def designs(self) -> pd.DataFrame:
+        return pd.concat([result.designs for result in self.seeds], ignore_index=True)
+
+
+def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
+    """The whole single-process design run described by ``config``."""
+    started = time.perf_counter()
+    task = load_task(config.task, config.data_dir, config.alphabet)
+    fitted = fit_proxy(task, config.backbone, config.beta_scale, config.device, config.embed_batch_size, progress)
+    results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
+    return DesignRun(config, fitted, results, time.perf_counter() - started)

@@ -1,0 +1,122 @@
+"""Writing a design run's directory: designs.csv, designs.fasta, history.csv, summary.json,
+plots, and the fitted proxy artifact (proxy/)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bib_ray.artifacts import save_proxy_artifact
+from bib_ray.pipeline import DesignRun
+from bib_ray.plots import plot_history
+
+PACKAGES = ("bib-ray", "torch", "transformers", "numpy", "pandas", "pydantic", "ray", "pytorch-holo")
+NO_GROUND_TRUTH = "no ground truth available: designs are scored by the proxy only"
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(np.mean(array)), "std": float(np.std(array, ddof=1)) if array.size > 1 else 0.0}
+
+
+def history_table(run: DesignRun) -> pd.DataFrame:
+    """Per seed and step: the mean over designs of every recorded quantity (proxy score in label units)."""
+    proxy = run.fitted.proxy
+    frames = []
+    for result in run.seeds:
+        history = result.trajectory.history
+        frame = pd.DataFrame({key: values.mean(1) for key, values in history.items()})
+        frame["proxy_score"] = proxy.label_mean + proxy.label_std * frame["proxy_score"]
+        if "aux_score" in frame:
+            frame["aux_score"] = proxy.label_mean + proxy.label_std * frame["aux_score"]
+        frame.insert(0, "step", np.arange(1, len(frame) + 1))
+        frame.insert(0, "seed", result.seed)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_summary(run: DesignRun) -> dict:
+    task, fitted, config = run.fitted.task, run.fitted, run.config
+    per_seed = []
+    for result in run.seeds:
+        table = result.designs
+        per_seed.append({
+            "seed": result.seed,
+            "oracle": result.oracle_summary,
+            "proxy_score_mean": float(table["proxy_score"].mean()),
+            "proxy_score_max": float(table["proxy_score"].max()),
+            "unique_designs": int(table["sequence"].nunique()),
+            "hamming_to_start_mean": float(table["hamming_to_start"].mean()),
+            "hamming_to_offline_mean": float(table["hamming_to_offline"].mean()),
+            "aux": result.aux_metrics,
+            "final_gamma_mean": float(result.trajectory.history["gamma"][-1].mean()),
+            "final_eta_mean": float(result.trajectory.history["eta"][-1].mean()),
+            "timings": result.timings,
+        })
+    if task.oracle is None:
+        scores = {"ground_truth": NO_GROUND_TRUTH}
+    else:
+        scores = {key: _mean_std([seed["oracle"][key] for seed in per_seed]) for key in ("p100", "p50")}
+        scores["oracle_kind"] = task.oracle_kind.value
+    return {
+        "task": {"name": task.name, "description": task.description, "oracle_kind": task.oracle_kind.value,
+                 "alphabet": task.alphabet, "length": task.length, "offline_rows": int(len(task.y)),
+                 "score_range": task.score_range, "details": task.details},
+        "method": config.method_label(),
+        "backbone": fitted.embedder.backbone.describe(),
+        "lm_id": fitted.embedder.backbone.spec,
+        "seeds": config.seeds,
+        "hyperparameters": config.model_dump(mode="json"),
+        "proxy": {"beta": fitted.proxy.beta, "label_mean": fitted.proxy.label_mean,
+                  "label_std": fitted.proxy.label_std, "dim": fitted.proxy.dim},
+        "scores": scores,
+        "per_seed": per_seed,
+        "timings": {**fitted.timings, "total_s": run.total_s,
+                    "optimise_s_per_seed": _mean_std([r.timings["optimise_s"] for r in run.seeds]),
+                    "step_ms": _mean_std([r.timings["step_ms"] for r in run.seeds])},
+        "device": str(fitted.embedder.device),
+        "versions": package_versions(),
+    }
+
+
+def _write_fasta(table: pd.DataFrame, path: Path) -> None:
+    lines = []
+    for row in table.itertuples(index=False):
+        header = f">seed{row.seed}_design{row.design} proxy_score={row.proxy_score:.6g}"
+        if "oracle_status" in table.columns:
+            oracle = "NA" if row.oracle_status != "ok" else f"{row.oracle_score:.6g}"
+            header += f" oracle_score={oracle} oracle_status={row.oracle_status}"
+        lines += [header, row.sequence]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_run_directory(run: DesignRun, out: Path) -> dict:
+    """Write every output of ``run`` under ``out``; returns the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    designs = run.designs
+    designs.to_csv(out / "designs.csv", index=False)
+    _write_fasta(designs, out / "designs.fasta")
+    history_table(run).to_csv(out / "history.csv", index=False)
+    plot_history({r.seed: r.trajectory.history for r in run.seeds}, run.fitted.proxy.label_mean,
+                 run.fitted.proxy.label_std, out)
+    first = run.seeds[0]
+    save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.embedder, run.fitted.proxy, first.aux)
+    summary = build_summary(run)
+    summary["artifact"] = {"path": str((out / "proxy").resolve()), "aux_seed": first.seed}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary

@@ -1,0 +1,123 @@
+"""What a design task is: alphabet, length, offline data, oracle and normalisation.
+
+Every task -- benchmark, design-bench adapter or user file -- is a ``Task`` so that the
+pipeline, evaluation and reports treat them alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from bib_ray.alphabets import decode
+
+
+class OracleKind(str, Enum):
+    """How much to trust an oracle's score."""
+
+    EXACT = "exact"  # table lookup of the real measurement for every sequence
+    NEAR_EXACT = "near-exact"  # lookup of real measurements; some sequences unmeasured ("unknown")
+    CLOSED_FORM = "closed-form"  # synthetic function computed exactly
+    APPROXIMATE = "approximate"  # a model trained on measurements
+    NONE = "none"  # no ground truth: designs are proxy-scored only
+
+
+class DesignStatus(str, Enum):
+    """Per-design outcome of an oracle call."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"  # the oracle has no value for this sequence (never scored as 0)
+    INFEASIBLE = "infeasible"  # the sequence violates the task's constraints
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """Scores (NaN unless status is OK) and per-design status, aligned with the input rows."""
+
+    scores: np.ndarray
+    status: np.ndarray  # array of DesignStatus values (str)
+
+    def __post_init__(self) -> None:
+        if self.scores.shape != self.status.shape:
+            raise ValueError("scores and status must have the same shape")
+
+
+class Oracle(Protocol):
+    """Scores integer-coded sequences (B, L) of a task."""
+
+    kind: OracleKind
+
+    def __call__(self, codes: np.ndarray) -> OracleResult: ...
+
+
+@dataclass
+class Task:
+    """A design problem. ``x`` / ``y`` are the offline data the method may see; nothing else.
+
+    Attributes:
+        name: registry name (e.g. "tfbind8-r").
+        alphabet: residue letters; ``x`` holds indices into it.
+        x: int64 (N, L) offline sequences.  y: float64 (N,) their measured scores.
+        oracle: ground truth for evaluation only, or None for user data.
+        score_range: (min, max) of the ground truth used to normalise (y - min) / (max - min).
+        infeasible_score: raw score reported for infeasible designs in percentiles (None: task has none).
+        template: optional full-length int64 context (e.g. a wild-type domain); designs fill
+            ``design_positions`` of it before the LM embeds them.
+    """
+
+    name: str
+    alphabet: str
+    x: np.ndarray
+    y: np.ndarray
+    oracle: Oracle | None = None
+    score_range: tuple[float, float] | None = None
+    infeasible_score: float | None = None
+    template: np.ndarray | None = None
+    design_positions: np.ndarray | None = None
+    description: str = ""
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.x = np.ascontiguousarray(self.x, dtype=np.int64)
+        self.y = np.ascontiguousarray(self.y, dtype=np.float64).reshape(-1)
+        if self.x.ndim != 2 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x {self.x.shape} and y {self.y.shape} do not describe the same rows")
+        if (self.template is None) != (self.design_positions is None):
+            raise ValueError("template and design_positions go together")
+        if self.design_positions is not None and len(self.design_positions) != self.length:
+            raise ValueError("design_positions must have one entry per designed residue")
+
+    @property
+    def length(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def oracle_kind(self) -> OracleKind:
+        return OracleKind.NONE if self.oracle is None else self.oracle.kind
+
+    def sequences(self, codes: np.ndarray | None = None) -> list[str]:
+        """Decode ``codes`` (default: the offline x) to strings."""
+        return decode(self.x if codes is None else codes, self.alphabet)
+
+    def starting_designs(self, n: int) -> np.ndarray:
+        """The n best offline sequences (ties by row order), cycling if the offline set is smaller."""
+        order = np.argsort(-self.y, kind="stable")
+        return self.x[order[np.arange(n) % len(order)]]
+
+    def normalise(self, scores: np.ndarray) -> np.ndarray:
+        """(score - min) / (max - min) with the task's ground-truth range; NaN stays NaN."""
+        if self.score_range is None:
+            raise ValueError(f"task {self.name} has no ground-truth score range")
+        low, high = self.score_range
+        return (np.asarray(scores, dtype=np.float64) - low) / (high - low)
+
+    def full_sequences(self, codes: np.ndarray) -> np.ndarray:
+        """Designed residues (B, L) -> what the LM reads: the template with them filled in, or themselves."""
+        if self.template is None:
+            return codes
+        full = np.broadcast_to(self.template, (codes.shape[0], self.template.shape[0])).copy()
+        full[:, self.design_positions] = codes
+        return full
