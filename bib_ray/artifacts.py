@@ -116,7 +116,7 @@ def load_proxy_artifact(directory: str | Path, device: str | torch.device = "cpu
     positions = None if identity["design_positions"] is None else np.array(identity["design_positions"])
     shell = Task(name=identity["name"], alphabet=alphabet, x=np.zeros((0, identity["length"]), dtype=np.int64),
                  y=np.zeros(0), template=template, design_positions=positions)
-    backbone = build_backbone(meta["backbone"]["spec"], alphabet)
+    backbone = build_backbone(meta["backbone"]["spec"], alphabet, shell.read_length)
     embedder = SequenceEmbedder(backbone, shell, device)
     fingerprint = embedder.embed_codes(encode(meta["fingerprint_sequences"], alphabet))
     if not torch.allclose(fingerprint, tensors["fingerprint.phi"], rtol=FINGERPRINT_RTOL, atol=FINGERPRINT_RTOL):

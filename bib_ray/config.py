@@ -37,7 +37,7 @@ class DesignConfig(BaseModel):
     aux_epochs: int = Field(20, ge=1)
     embed_batch_size: int = Field(512, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    cotangents: CotangentBatching = CotangentBatching.BATCHED
+    cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL, description="how the adaptive modules' LM gradients are taken: one backward each (sequential) or one vmapped backward (batched)")
 
     @field_validator("seeds")
     @classmethod

@@ -58,7 +58,7 @@ def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: 
     """Embed the offline set once and solve the proxy in closed form."""
     target = resolve_device(device)
     started = time.perf_counter()
-    backbone = build_backbone(backbone_spec, task.alphabet)
+    backbone = build_backbone(backbone_spec, task.alphabet, task.read_length)
     embedder = SequenceEmbedder(backbone, task, target)
     loaded = time.perf_counter()
     statistics, phi = embedder.statistics(task.x, task.y, batch_size, progress)

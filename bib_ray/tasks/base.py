@@ -95,6 +95,11 @@ class Task:
         return int(self.x.shape[1])
 
     @property
+    def read_length(self) -> int:
+        """Length of what the LM reads: the template's when there is one, else the designs'."""
+        return self.length if self.template is None else int(self.template.shape[0])
+
+    @property
     def oracle_kind(self) -> OracleKind:
         return OracleKind.NONE if self.oracle is None else self.oracle.kind
 

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print tables (run with ``python -m bib_ray.bench.<name>``)."""

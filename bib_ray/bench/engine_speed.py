@@ -1,0 +1,125 @@
+"""Speed of the core engine on TFBind8 with the tiny backbone (2 CPU cores in the README).
+
+    python -m bib_ray.bench.engine_speed --data-dir ../shared/data
+
+(a) one run (128 designs x 100 steps, Adaptive-gamma): all trajectories batched vs the same
+    optimiser looping over one candidate at a time;
+(b) step time with N = 5,000 (tfbind8-r) vs N = 65,792 (every TFBind8 row) offline rows;
+(c) step cost of each mode relative to a plain fixed-gamma step, with the adaptive modules'
+    gradients taken through one batched LM backward vs one backward per gradient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from bib_ray.config import DesignConfig
+from bib_ray.core.design_variables import init_logits
+from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, Mode
+from bib_ray.pipeline import FittedProxy, fit_proxy, train_aux
+from bib_ray.tasks import Task, load_task
+
+
+def _optimiser(fitted: FittedProxy, aux, **overrides) -> BIBOptimiser:
+    settings = DesignConfig(**overrides).optimiser_settings()
+    return BIBOptimiser(fitted.embedder.embed_designs, fitted.proxy, settings, aux if settings.needs_aux else None)
+
+
+def _initial_logits(fitted: FittedProxy, designs: int, seed: int = 0) -> torch.Tensor:
+    starts = torch.as_tensor(fitted.task.starting_designs(designs))
+    return init_logits(starts, len(fitted.task.alphabet), torch.Generator().manual_seed(seed))
+
+
+def time_run(optimiser: BIBOptimiser, logits: torch.Tensor) -> float:
+    started = time.perf_counter()
+    optimiser.run_from_logits(logits.clone())
+    return time.perf_counter() - started
+
+
+def batched_vs_loop(fitted: FittedProxy, aux, designs: int, steps: int) -> list[tuple[str, str]]:
+    optimiser = _optimiser(fitted, aux, mode=Mode.ADAPTIVE_GAMMA, steps=steps)
+    logits = _initial_logits(fitted, designs)
+    time_run(optimiser, logits[:4])  # warm-up
+    batched = time_run(optimiser, logits)
+    looped = sum(time_run(optimiser, logits[i:i + 1]) for i in range(designs))
+    return [("(a) batched run: wall time", f"{batched:.2f} s ({designs} designs x {steps} steps, adaptive-gamma)"),
+            ("(a) one candidate at a time: wall time", f"{looped:.2f} s"),
+            ("(a) speed-up (goal >= 50x)", f"{looped / batched:.1f}x")]
+
+
+def step_ms(optimiser: BIBOptimiser, logits: torch.Tensor, repeats: int) -> float:
+    """Median over ``repeats`` runs of the per-step wall time in milliseconds."""
+    steps = optimiser.settings.steps
+    return 1000 * float(np.median([time_run(optimiser, logits) for _ in range(repeats)])) / steps
+
+
+def all_rows_task(data_dir: str) -> Task:
+    """TFBind8 with every one of its 65,792 rows as the offline set."""
+    full = load_task("tfbind8", data_dir)
+    table = full.oracle.table
+    x = (np.arange(4**8)[:, None] // 4 ** np.arange(7, -1, -1)) % 4
+    raw = np.load(_tfbind8_file(data_dir, "x")), np.load(_tfbind8_file(data_dir, "y")).reshape(-1)
+    assert np.allclose(table[(raw[0] @ 4 ** np.arange(7, -1, -1))], raw[1])
+    del x
+    return Task(name="tfbind8-all", alphabet=full.alphabet, x=raw[0], y=raw[1], oracle=full.oracle,
+                score_range=full.score_range)
+
+
+def _tfbind8_file(data_dir: str, kind: str) -> str:
+    from bib_ray.tasks.data_dir import find_data_file, resolve_data_dir
+
+    return str(find_data_file(resolve_data_dir(data_dir), "tfbind8", [f"tfbind8/tf_bind_8-{kind}-0.npy"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="data directory (default $BIB_RAY_DATA)")
+    parser.add_argument("--designs", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--timing-steps", type=int, default=20, help="steps per timed run in (b) and (c)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
+
+    fitted_r = fit_proxy(load_task("tfbind8-r", args.data_dir), "tiny")
+    aux_r, _ = train_aux(fitted_r, DesignConfig().aux_settings(), 0)
+    rows += batched_vs_loop(fitted_r, aux_r, args.designs, args.steps)
+
+    fitted_all = fit_proxy(all_rows_task(args.data_dir), "tiny")
+    aux_all, _ = train_aux(fitted_all, DesignConfig().aux_settings(), 0)
+    timed = {}
+    for label, fitted, aux in (("5,000", fitted_r, aux_r), ("65,792", fitted_all, aux_all)):
+        optimiser = _optimiser(fitted, aux, mode=Mode.ADAPTIVE_GAMMA, steps=args.timing_steps)
+        timed[label] = step_ms(optimiser, _initial_logits(fitted, args.designs), args.repeats)
+        rows.append((f"(b) step time, N = {label} rows", f"{timed[label]:.1f} ms"))
+    rows.append(("(b) ratio 65,792 / 5,000 (goal <= 1.1x)", f"{timed['65,792'] / timed['5,000']:.2f}x"))
+
+    logits = _initial_logits(fitted_r, args.designs)
+    variants = [
+        ("plain bidirectional (fixed gamma)", dict(mode=Mode.BIDIRECTIONAL)),
+        ("forward only", dict(mode=Mode.FORWARD)),
+        ("adaptive-gamma, batched cotangents", dict(mode=Mode.ADAPTIVE_GAMMA)),
+        ("adaptive-gamma, one backward each", dict(mode=Mode.ADAPTIVE_GAMMA, cotangents=CotangentBatching.SEQUENTIAL)),
+        ("adaptive-gamma+eta, batched cotangents", dict(mode=Mode.ADAPTIVE_GAMMA, adaptive_eta=True)),
+        ("forward+adaptive-eta, batched cotangents", dict(mode=Mode.FORWARD, adaptive_eta=True)),
+    ]
+    base = None
+    for label, overrides in variants:
+        ms = step_ms(_optimiser(fitted_r, aux_r, steps=args.timing_steps, **overrides), logits, args.repeats)
+        base = base or ms
+        goal = " (goal <= 1.3x)" if label == "adaptive-gamma, batched cotangents" else ""
+        rows.append((f"(c) step: {label}", f"{ms:.1f} ms = {ms / base:.2f}x plain{goal}"))
+
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{'measure':<{width}}  value\n{'-' * width}  {'-' * 40}")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
