@@ -73,7 +73,8 @@ def _print_result(summary: dict, out: Path) -> None:
             o = seed["oracle"]
             extra = "".join(f", {o[k]} {k}" for k in ("unknown", "infeasible") if o[k])
             print(f"  seed {seed['seed']}: 100th {o['p100']:.3f}  50th {o['p50']:.3f}  "
-                  f"({o['ok']}/{o['designs']} scored{extra})")
+                  f"({o['ok']}/{o['designs']} scored{extra}; starting designs 100th {o['start_p100']:.3f}, "
+                  f"best offline {o['offline_best']:.3f})")
         print(f"  normalised 100th percentile {scores['p100']['mean']:.3f} +- {scores['p100']['std']:.3f}, "
               f"50th {scores['p50']['mean']:.3f} +- {scores['p50']['std']:.3f} ({scores['oracle_kind']} oracle)")
     print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots, proxy/)")

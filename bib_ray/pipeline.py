@@ -100,6 +100,9 @@ def design_table(fitted: FittedProxy, aux: AuxiliaryEnsemble, seed: int,
         table[key] = values
     evaluation = evaluate_with_oracle(task, final)
     if evaluation is not None:
+        starts = evaluate_with_oracle(task, start).summary
+        evaluation.summary.update(start_p100=starts["p100"], start_p50=starts["p50"],
+                                  offline_best=float(task.normalise(task.y.max())))
         table["oracle_score"] = evaluation.scores
         table["oracle_status"] = evaluation.status
         table["normalised_score"] = evaluation.normalised

@@ -22,6 +22,8 @@ from bib_ray.core.design_variables import init_logits
 from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, Mode
 from bib_ray.pipeline import FittedProxy, fit_proxy, train_aux
 from bib_ray.tasks import Task, load_task
+from bib_ray.tasks.data_dir import resolve_data_dir
+from bib_ray.tasks.tfbind import load_tfbind8_rows
 
 
 def _optimiser(fitted: FittedProxy, aux, **overrides) -> BIBOptimiser:
@@ -57,22 +59,40 @@ def step_ms(optimiser: BIBOptimiser, logits: torch.Tensor, repeats: int) -> floa
     return 1000 * float(np.median([time_run(optimiser, logits) for _ in range(repeats)])) / steps
 
 
-def all_rows_task(data_dir: str) -> Task:
+def lm_costs(fitted: FittedProxy, logits: torch.Tensor, repeats: int = 20) -> tuple[float, float]:
+    """Median ms of one LM forward (F) and of one extra vector-Jacobian product (V) at this batch size."""
+    from bib_ray.core.design_variables import straight_through
+
+    def forward() -> None:
+        with torch.no_grad():
+            fitted.embedder.embed_designs(straight_through(logits))
+
+    def forward_vjps(count: int) -> None:
+        z = logits.clone().requires_grad_(True)
+        phi = fitted.embedder.embed_designs(straight_through(z))
+        for i in range(count):
+            torch.autograd.grad(phi, z, torch.ones_like(phi), retain_graph=i < count - 1)
+
+    def median_ms(fn, *args) -> float:
+        fn(*args)
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            fn(*args)
+            samples.append(time.perf_counter() - started)
+        return 1000 * float(np.median(samples))
+
+    f = median_ms(forward)
+    v = (median_ms(forward_vjps, 3) - median_ms(forward_vjps, 1)) / 2
+    return f, v
+
+
+def all_rows_task(data_dir: str | None) -> Task:
     """TFBind8 with every one of its 65,792 rows as the offline set."""
     full = load_task("tfbind8", data_dir)
-    table = full.oracle.table
-    x = (np.arange(4**8)[:, None] // 4 ** np.arange(7, -1, -1)) % 4
-    raw = np.load(_tfbind8_file(data_dir, "x")), np.load(_tfbind8_file(data_dir, "y")).reshape(-1)
-    assert np.allclose(table[(raw[0] @ 4 ** np.arange(7, -1, -1))], raw[1])
-    del x
-    return Task(name="tfbind8-all", alphabet=full.alphabet, x=raw[0], y=raw[1], oracle=full.oracle,
+    x, y = load_tfbind8_rows(resolve_data_dir(data_dir))
+    return Task(name="tfbind8-all", alphabet=full.alphabet, x=x, y=y, oracle=full.oracle,
                 score_range=full.score_range)
-
-
-def _tfbind8_file(data_dir: str, kind: str) -> str:
-    from bib_ray.tasks.data_dir import find_data_file, resolve_data_dir
-
-    return str(find_data_file(resolve_data_dir(data_dir), "tfbind8", [f"tfbind8/tf_bind_8-{kind}-0.npy"]))
 
 
 def main() -> None:
@@ -108,6 +128,10 @@ def main() -> None:
         ("adaptive-gamma+eta, batched cotangents", dict(mode=Mode.ADAPTIVE_GAMMA, adaptive_eta=True)),
         ("forward+adaptive-eta, batched cotangents", dict(mode=Mode.FORWARD, adaptive_eta=True)),
     ]
+    f_ms, v_ms = lm_costs(fitted_r, logits)
+    rows.append(("(c) LM forward F / one vector-Jacobian product V", f"{f_ms:.1f} ms / {v_ms:.1f} ms"))
+    rows.append(("(c) bound for exact adaptive-gamma (F+3V)/(F+V)", f"{(f_ms + 3 * v_ms) / (f_ms + v_ms):.2f}x "
+                 "(3 gradients through the LM instead of 1)"))
     base = None
     for label, overrides in variants:
         ms = step_ms(_optimiser(fitted_r, aux_r, steps=args.timing_steps, **overrides), logits, args.repeats)

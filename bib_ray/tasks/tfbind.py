@@ -58,11 +58,16 @@ def _task(name: str, x: np.ndarray, y: np.ndarray, table: np.ndarray, split: str
                 details={"split": split, "offline_rows": int(len(rows)), "oracle_coverage": oracle.coverage})
 
 
+def load_tfbind8_rows(data_dir: Path | None, name: str = "tfbind8") -> tuple[np.ndarray, np.ndarray]:
+    """All 65,792 TFBind8 rows (x int64 (N, 8), y float64 (N,)) from design-bench's shard files."""
+    first = find_data_file(data_dir, name, [f"{d}/tf_bind_8-x-0.npy" for d in TFBIND8_DIRS])
+    return _load_shards(first.parent, "tf_bind_8")
+
+
 def load_tfbind8(data_dir: Path | None, split: str = "standard") -> Task:
     """TFBind8 (SIX6_REF_R1): 65,792 rows covering all 4^8 8-mers (an exact lookup oracle)."""
     name = "tfbind8" if split == "standard" else "tfbind8-r"
-    first = find_data_file(data_dir, name, [f"{d}/tf_bind_8-x-0.npy" for d in TFBIND8_DIRS])
-    x, y = _load_shards(first.parent, "tf_bind_8")
+    x, y = load_tfbind8_rows(data_dir, name)
     return _task(name, x, y, build_table(x, y, len(DNA)), split,
                  "transcription-factor binding of 8-mers (SIX6), exact oracle")
 
