@@ -53,10 +53,16 @@ def batched_vs_loop(fitted: FittedProxy, aux, designs: int, steps: int) -> list[
             ("(a) speed-up (goal >= 50x)", f"{looped / batched:.1f}x")]
 
 
-def step_ms(optimiser: BIBOptimiser, logits: torch.Tensor, repeats: int) -> float:
-    """Median over ``repeats`` runs of the per-step wall time in milliseconds."""
-    steps = optimiser.settings.steps
-    return 1000 * float(np.median([time_run(optimiser, logits) for _ in range(repeats)])) / steps
+def interleaved_step_ms(runs: dict[str, tuple[BIBOptimiser, torch.Tensor]], repeats: int) -> dict[str, float]:
+    """Per-step wall time (ms, median over ``repeats``) of several optimisers, timed in rotation so
+    that drifting machine load affects all of them alike."""
+    samples: dict[str, list[float]] = {label: [] for label in runs}
+    for optimiser, logits in runs.values():
+        time_run(optimiser, logits)  # warm-up
+    for _ in range(repeats):
+        for label, (optimiser, logits) in runs.items():
+            samples[label].append(time_run(optimiser, logits) / optimiser.settings.steps)
+    return {label: 1000 * float(np.median(values)) for label, values in samples.items()}
 
 
 def lm_costs(fitted: FittedProxy, logits: torch.Tensor, repeats: int = 20) -> tuple[float, float]:
@@ -101,7 +107,7 @@ def main() -> None:
     parser.add_argument("--designs", type=int, default=128)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--timing-steps", type=int, default=20, help="steps per timed run in (b) and (c)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.manual_seed(0)
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
@@ -112,11 +118,11 @@ def main() -> None:
 
     fitted_all = fit_proxy(all_rows_task(args.data_dir), "tiny")
     aux_all, _ = train_aux(fitted_all, DesignConfig().aux_settings(), 0)
-    timed = {}
-    for label, fitted, aux in (("5,000", fitted_r, aux_r), ("65,792", fitted_all, aux_all)):
-        optimiser = _optimiser(fitted, aux, mode=Mode.ADAPTIVE_GAMMA, steps=args.timing_steps)
-        timed[label] = step_ms(optimiser, _initial_logits(fitted, args.designs), args.repeats)
-        rows.append((f"(b) step time, N = {label} rows", f"{timed[label]:.1f} ms"))
+    sizes = {label: (_optimiser(fitted, aux, mode=Mode.ADAPTIVE_GAMMA, steps=args.timing_steps),
+                     _initial_logits(fitted, args.designs))
+             for label, fitted, aux in (("5,000", fitted_r, aux_r), ("65,792", fitted_all, aux_all))}
+    timed = interleaved_step_ms(sizes, args.repeats)
+    rows += [(f"(b) step time, N = {label} rows", f"{ms:.1f} ms") for label, ms in timed.items()]
     rows.append(("(b) ratio 65,792 / 5,000 (goal <= 1.1x)", f"{timed['65,792'] / timed['5,000']:.2f}x"))
 
     logits = _initial_logits(fitted_r, args.designs)
@@ -132,10 +138,10 @@ def main() -> None:
     rows.append(("(c) LM forward F / one vector-Jacobian product V", f"{f_ms:.1f} ms / {v_ms:.1f} ms"))
     rows.append(("(c) bound for exact adaptive-gamma (F+3V)/(F+V)", f"{(f_ms + 3 * v_ms) / (f_ms + v_ms):.2f}x "
                  "(3 gradients through the LM instead of 1)"))
-    base = None
-    for label, overrides in variants:
-        ms = step_ms(_optimiser(fitted_r, aux_r, steps=args.timing_steps, **overrides), logits, args.repeats)
-        base = base or ms
+    timed = interleaved_step_ms({label: (_optimiser(fitted_r, aux_r, steps=args.timing_steps, **overrides), logits)
+                                 for label, overrides in variants}, args.repeats)
+    base = timed[variants[0][0]]
+    for label, ms in timed.items():
         goal = " (goal <= 1.3x)" if label == "adaptive-gamma, batched cotangents" else ""
         rows.append((f"(c) step: {label}", f"{ms:.1f} ms = {ms / base:.2f}x plain{goal}"))
 
