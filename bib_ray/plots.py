@@ -18,6 +18,13 @@ def _band(ax, values: np.ndarray, label: str) -> None:
     ax.fill_between(steps, np.percentile(values, 10, axis=1), np.percentile(values, 90, axis=1), alpha=0.2)
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_history(histories: dict[int, dict[str, np.ndarray]], label_mean: float, label_std: float,
                  out_dir: Path) -> list[Path]:
     """Write score_vs_step.png and gamma_eta_vs_step.png for per-seed histories; returns the paths."""
@@ -27,10 +34,7 @@ def plot_history(histories: dict[int, dict[str, np.ndarray]], label_mean: float,
         _band(ax, label_mean + label_std * history["proxy_score"], f"seed {seed}")
     ax.set(xlabel="step", ylabel="proxy score (label units)", title="Proxy score of the designs")
     ax.legend(fontsize="small")
-    score_path = out_dir / "score_vs_step.png"
-    fig.tight_layout()
-    fig.savefig(score_path, dpi=110)
-    plt.close(fig)
+    score_path = _save(fig, out_dir / "score_vs_step.png")
 
     fig, (ax_gamma, ax_eta) = plt.subplots(1, 2, figsize=(10, 4))
     for seed, history in histories.items():
@@ -39,8 +43,4 @@ def plot_history(histories: dict[int, dict[str, np.ndarray]], label_mean: float,
     ax_gamma.set(xlabel="step", ylabel="gamma", title="gamma (forward weight)", ylim=(-0.02, 1.02))
     ax_eta.set(xlabel="step", ylabel="eta", title="eta (step size)")
     ax_gamma.legend(fontsize="small")
-    adapt_path = out_dir / "gamma_eta_vs_step.png"
-    fig.tight_layout()
-    fig.savefig(adapt_path, dpi=110)
-    plt.close(fig)
-    return [score_path, adapt_path]
+    return [score_path, _save(fig, out_dir / "gamma_eta_vs_step.png")]
