@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from bib_ray.alphabets import decode, encode
+from bib_ray.alphabets import encode
 from bib_ray.backbones import build_backbone
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
 from bib_ray.core.proxy import BidirectionalProxy
@@ -33,15 +33,6 @@ ARTIFACT_FORMAT = 1
 JSON_NAME, TENSORS_NAME = "proxy.json", "proxy.safetensors"
 FINGERPRINT_ROWS = 4
 FINGERPRINT_RTOL = 1e-4
-
-
-def _task_identity(task: Task) -> dict:
-    return {
-        "name": task.name, "alphabet": task.alphabet, "length": task.length,
-        "oracle_kind": task.oracle_kind.value,
-        "template": None if task.template is None else decode(task.template[None], task.alphabet)[0],
-        "design_positions": None if task.design_positions is None else [int(p) for p in task.design_positions],
-    }
 
 
 def save_proxy_artifact(directory: Path, task: Task, embedder: SequenceEmbedder, proxy: BidirectionalProxy,
@@ -58,7 +49,7 @@ def save_proxy_artifact(directory: Path, task: Task, embedder: SequenceEmbedder,
     meta = {
         "format": ARTIFACT_FORMAT,
         "backbone": embedder.backbone.describe(),
-        "task": _task_identity(task),
+        "task": task.identity(),
         "beta": proxy.beta, "beta_scale": proxy.beta_scale, "design_beta_scale": proxy.design_beta_scale,
         "label_mean": proxy.label_mean, "label_std": proxy.label_std, "offline_rows": proxy.count,
         "aux": None if aux is None else aux.config(),
@@ -110,12 +101,8 @@ def load_proxy_artifact(directory: str | Path, device: str | torch.device = "cpu
     if meta.get("format") != ARTIFACT_FORMAT:
         raise UserError(f"{directory}: artifact format {meta.get('format')} is not supported ({ARTIFACT_FORMAT})")
     tensors = load_file(str(directory / TENSORS_NAME))
-    identity = meta["task"]
-    alphabet = identity["alphabet"]
-    template = None if identity["template"] is None else encode([identity["template"]], alphabet)[0]
-    positions = None if identity["design_positions"] is None else np.array(identity["design_positions"])
-    shell = Task(name=identity["name"], alphabet=alphabet, x=np.zeros((0, identity["length"]), dtype=np.int64),
-                 y=np.zeros(0), template=template, design_positions=positions)
+    shell = Task.from_identity(meta["task"])
+    alphabet = shell.alphabet
     backbone = build_backbone(meta["backbone"]["spec"], alphabet, shell.read_length)
     embedder = SequenceEmbedder(backbone, shell, device)
     fingerprint = embedder.embed_codes(encode(meta["fingerprint_sequences"], alphabet))

@@ -26,7 +26,9 @@ DESIGN_FLAGS = {  # flag -> (DesignConfig field, type, help)
     "--aux-members": ("aux_members", int, "auxiliary ensemble size (default 5)"),
     "--aux-hidden": ("aux_hidden", int, "hidden units of each aux member (default 64)"),
     "--aux-epochs": ("aux_epochs", int, "training epochs of the aux ensemble (default 20)"),
+    "--aux-max-rows": ("aux_max_rows", int, "offline rows the aux ensemble trains on (default 20000)"),
     "--embed-batch-size": ("embed_batch_size", int, "rows per LM call when embedding (default 512)"),
+    "--trajectory-batch": ("trajectory_batch", int, "trajectories per LM call / Ray task (default 128)"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
 }
 
@@ -43,6 +45,30 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise UserError("--seeds needs at least one seed")
     return seeds
+
+
+RAY_FLAGS = {  # flag -> (RaySettings field, type, help)
+    "--address": ("address", str, "Ray cluster to use (default $RAY_ADDRESS, else an embedded local Ray)"),
+    "--shards": ("shards", int, "LM replicas (Ray actors); default one per GPU, else per CPU (max 8)"),
+    "--cpus-per-shard": ("cpus_per_shard", float, "CPUs per shard actor (default 1)"),
+    "--gpus-per-shard": ("gpus_per_shard", float, "GPUs per shard actor, fractions allowed (default 1 with GPUs)"),
+}
+
+
+def add_ray_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, (_, kind, text) in RAY_FLAGS.items():
+        parser.add_argument(flag, type=kind, help=text)
+
+
+def ray_settings(args: argparse.Namespace):
+    from bib_ray.config import RaySettings, format_validation_error
+    from pydantic import ValidationError
+
+    values = {field: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (field, _, _) in RAY_FLAGS.items()}
+    try:
+        return RaySettings(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        raise UserError(f"invalid Ray settings: {format_validation_error(error)}") from None
 
 
 def _design_values(args: argparse.Namespace) -> dict:
@@ -82,15 +108,38 @@ def _print_result(summary: dict, out: Path) -> None:
 
 def cmd_design(args: argparse.Namespace) -> int:
     from bib_ray.config import build_config
-    from bib_ray.pipeline import run_design
     from bib_ray.report import write_run_directory
 
     config = build_config(_design_values(args))
+    settings = ray_settings(args)
     out = Path(args.out) if args.out else Path("runs") / f"{config.task.replace(':', '_').replace('/', '_')}-" \
         f"{config.method_label()}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = run_design(config, progress=not args.quiet)
+    if args.local:
+        from bib_ray.pipeline import run_design
+
+        run = run_design(config, progress=not args.quiet)
+    else:
+        from bib_ray.distributed.design import run_design_on_ray
+
+        run = run_design_on_ray(config, settings, progress=not args.quiet)
     summary = write_run_directory(run, out)
     _print_result(summary, out)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bib_ray.distributed.sweep import METRIC, run_sweep
+    from bib_ray.sweep_config import load_sweep_config
+
+    sweep = load_sweep_config(args.config)
+    if args.data_dir:
+        sweep.base["data_dir"] = args.data_dir
+    table, best = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet)
+    with_pandas_width = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    print(f"\nsweep {sweep.name}: {len(table)} trials, metric {METRIC} ({sweep.metric}; the oracle is reporting only)")
+    print(with_pandas_width)
+    if best is not None:
+        print(f"best trial's designs and proxy artifact: {best}")
     return 0
 
 
@@ -126,7 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     design.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
     design.add_argument("--out", help="output directory (default runs/<task>-<method>-<time>)")
     design.add_argument("--quiet", action="store_true", help="no progress bars")
+    design.add_argument("--local", action="store_true", help="run in this process, without Ray")
+    add_ray_flags(design)
     design.set_defaults(handler=cmd_design)
+    sweep = commands.add_parser("sweep", help="Ray Tune search over the outer hyper-parameters")
+    sweep.add_argument("--config", required=True, help="sweep YAML, e.g. tune_configs/quick.yaml")
+    sweep.add_argument("--data-dir", help="task data directory for every trial (default $BIB_RAY_DATA)")
+    sweep.add_argument("--out", default="runs/sweeps", help="where sweeps are stored (default runs/sweeps)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    add_ray_flags(sweep)
+    sweep.set_defaults(handler=cmd_sweep)
     commands.add_parser("tasks", help="list the tasks").set_defaults(handler=cmd_tasks)
     commands.add_parser("backbones", help="list the LM backbones").set_defaults(handler=cmd_backbones)
     return parser

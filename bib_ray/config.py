@@ -35,6 +35,8 @@ class DesignConfig(BaseModel):
     aux_members: int = Field(5, ge=1, le=64)
     aux_hidden: int = Field(64, ge=1)
     aux_epochs: int = Field(20, ge=1)
+    aux_max_rows: int = Field(20000, ge=2, description="offline rows the aux ensemble trains on")
+    trajectory_batch: int = Field(128, ge=1, description="trajectories per LM call (and per Ray task)")
     embed_batch_size: int = Field(512, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL, description="how the adaptive modules' LM gradients are taken: one backward each (sequential) or one vmapped backward (batched)")
@@ -58,11 +60,24 @@ class DesignConfig(BaseModel):
                                  eta_meta_lr=self.eta_meta_lr, cotangents=self.cotangents)
 
     def aux_settings(self) -> AuxiliarySettings:
-        return AuxiliarySettings(members=self.aux_members, hidden=self.aux_hidden, epochs=self.aux_epochs)
+        return AuxiliarySettings(members=self.aux_members, hidden=self.aux_hidden, epochs=self.aux_epochs,
+                                 max_rows=self.aux_max_rows)
 
     def method_label(self) -> str:
         """Short name of the method, e.g. 'adaptive-gamma+eta'."""
         return self.mode.value + ("+eta" if self.adaptive_eta else "")
+
+
+class RaySettings(BaseModel):
+    """Where and how the Ray layer runs (the core ignores it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(None, description="Ray cluster address (else $RAY_ADDRESS, else embedded local Ray)")
+    shards: int | None = Field(None, ge=1, description="LM replicas (default: one per GPU, else per CPU, max 8)")
+    cpus_per_shard: float = Field(1.0, gt=0)
+    gpus_per_shard: float | None = Field(None, ge=0, description="default 1 when the cluster has GPUs, else 0")
+    max_restarts: int = Field(3, ge=0, description="actor restarts and task retries after a failure")
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,9 @@ import torch
 
 from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
-from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
-from bib_ray.core.optimizer import BIBOptimiser, TrajectoryResult
+from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
+from bib_ray.core.design_variables import init_logits
+from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.embedding import SequenceEmbedder
@@ -39,22 +41,26 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class FittedProxy:
-    """Everything fitted on the offline set: the embedder, its statistics and the closed-form proxy."""
+    """Everything fitted on the offline set: the embedder, its statistics, the closed-form proxy,
+    and the embeddings of the rows the auxiliary ensemble trains on (``aux_rows`` of task.x)."""
 
     task: Task
     embedder: SequenceEmbedder
     statistics: EmbeddingStatistics
     proxy: BidirectionalProxy
-    offline_phi: torch.Tensor
+    aux_rows: np.ndarray
+    aux_phi: torch.Tensor
     timings: dict[str, float] = field(default_factory=dict)
 
-    def standardised_labels(self) -> torch.Tensor:
-        y = torch.as_tensor(self.task.y, dtype=torch.float64)
+    def aux_labels(self) -> torch.Tensor:
+        """Standardised labels of the aux training rows."""
+        y = torch.as_tensor(self.task.y[self.aux_rows], dtype=torch.float64)
         return (y - self.proxy.label_mean) / self.proxy.label_std
 
 
 def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: str = "auto",
-              batch_size: int = 512, progress: bool = False) -> FittedProxy:
+              batch_size: int = 512, progress: bool = False,
+              aux_max_rows: int = AuxiliarySettings.max_rows) -> FittedProxy:
     """Embed the offline set once and solve the proxy in closed form."""
     target = resolve_device(device)
     started = time.perf_counter()
@@ -65,7 +71,8 @@ def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: 
     embedded = time.perf_counter()
     proxy = BidirectionalProxy(statistics, beta_scale=beta_scale, device=target)
     solved = time.perf_counter()
-    return FittedProxy(task, embedder, statistics, proxy, phi, timings={
+    aux_rows = aux_training_rows(len(task.y), aux_max_rows)
+    return FittedProxy(task, embedder, statistics, proxy, aux_rows, phi[aux_rows], timings={
         "load_backbone_s": loaded - started, "embed_offline_s": embedded - loaded,
         "embed_rows_per_s": len(task.y) / max(embedded - loaded, 1e-9), "solve_proxy_s": solved - embedded})
 
@@ -74,7 +81,7 @@ def train_aux(fitted: FittedProxy, settings: AuxiliarySettings, seed: int) -> tu
     """An auxiliary ensemble for ``seed`` on the offline embeddings (standardised labels)."""
     mean, std = fitted.statistics.feature_moments()
     aux = AuxiliaryEnsemble(fitted.statistics.dim, settings, seed, mean, std)
-    metrics = aux.fit(fitted.offline_phi, fitted.standardised_labels())
+    metrics = aux.fit(fitted.aux_phi, fitted.aux_labels())
     return aux.to(fitted.embedder.device), metrics
 
 
@@ -111,20 +118,48 @@ def design_table(fitted: FittedProxy, aux: AuxiliaryEnsemble, seed: int,
     return table, None if evaluation is None else evaluation.summary
 
 
-def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False) -> SeedResult:
-    """Train this seed's aux ensemble, optimise ``config.designs`` trajectories, evaluate them."""
+def initial_logits(task: Task, designs: int, seed: int, init_std: float) -> torch.Tensor:
+    """Seed ``seed``'s starting logits for ``designs`` trajectories (the same wherever they then run)."""
+    starts = torch.as_tensor(task.starting_designs(designs))
+    return init_logits(starts, len(task.alphabet), torch.Generator().manual_seed(seed), init_std)
+
+
+def merge_trajectories(parts: list[TrajectoryResult]) -> TrajectoryResult:
+    """Concatenate batches of trajectories (in order) into one result."""
+    return TrajectoryResult(
+        start_codes=np.concatenate([p.start_codes for p in parts]),
+        final_codes=np.concatenate([p.final_codes for p in parts]),
+        history={key: np.concatenate([p.history[key] for p in parts], axis=1) for key in parts[0].history},
+        cotangents=parts[0].cotangents)
+
+
+TrajectoryRunner = Callable[[FittedProxy, "AuxiliaryEnsemble | None", OptimiserSettings, torch.Tensor, int, bool],
+                            TrajectoryResult]
+
+
+def run_trajectories_locally(fitted: FittedProxy, aux: AuxiliaryEnsemble | None, settings: OptimiserSettings,
+                             logits: torch.Tensor, batch_size: int, progress: bool) -> TrajectoryResult:
+    """Optimise ``logits`` (B, L, V) in this process, ``batch_size`` trajectories per LM call."""
     from tqdm.auto import tqdm
 
+    optimiser = BIBOptimiser(fitted.embedder.embed_designs, fitted.proxy, settings, aux)
+    chunks = logits.to(fitted.embedder.device).split(batch_size)
+    with tqdm(total=settings.steps * len(chunks), desc="optimising", unit="step", disable=not progress,
+              leave=False) as bar:
+        return merge_trajectories([optimiser.run_from_logits(chunk, on_step=lambda *_: bar.update())
+                                   for chunk in chunks])
+
+
+def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False,
+             runner: TrajectoryRunner = run_trajectories_locally) -> SeedResult:
+    """Train this seed's aux ensemble, optimise ``config.designs`` trajectories with ``runner``, evaluate."""
     started = time.perf_counter()
     aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
     settings = config.optimiser_settings()
-    optimiser = BIBOptimiser(fitted.embedder.embed_designs, fitted.proxy, settings,
-                             aux if settings.needs_aux else None)
-    start_codes = torch.as_tensor(fitted.task.starting_designs(config.designs), device=fitted.embedder.device)
-    generator = torch.Generator().manual_seed(seed)
-    with tqdm(total=settings.steps, desc=f"seed {seed}", unit="step", disable=not progress, leave=False) as bar:
-        trajectory = optimiser.run(start_codes, len(fitted.task.alphabet), generator, on_step=lambda _: bar.update())
+    logits = initial_logits(fitted.task, config.designs, seed, settings.init_std)
+    trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
+                        progress)
     optimised = time.perf_counter()
     table, oracle_summary = design_table(fitted, aux, seed, trajectory)
     finished = time.perf_counter()
@@ -149,6 +184,7 @@ def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
     """The whole single-process design run described by ``config``."""
     started = time.perf_counter()
     task = load_task(config.task, config.data_dir, config.alphabet)
-    fitted = fit_proxy(task, config.backbone, config.beta_scale, config.device, config.embed_batch_size, progress)
+    fitted = fit_proxy(task, config.backbone, config.beta_scale, config.device, config.embed_batch_size, progress,
+                       config.aux_max_rows)
     results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
     return DesignRun(config, fitted, results, time.perf_counter() - started)

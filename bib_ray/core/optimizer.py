@@ -25,6 +25,7 @@ from bib_ray.core.design_variables import init_logits, straight_through
 from bib_ray.core.proxy import BidirectionalProxy
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, torch.Tensor], None]
 
 
 class Mode(str, Enum):
@@ -151,13 +152,16 @@ class BIBOptimiser:
         return [torch.autograd.grad(phi, logits, c, retain_graph=i < last)[0] for i, c in enumerate(cotangents)]
 
     def run(self, start_codes: torch.Tensor, vocab_size: int, generator: torch.Generator,
-            on_step: Callable[[int], None] | None = None) -> TrajectoryResult:
+            on_step: StepCallback | None = None) -> TrajectoryResult:
         """Optimise B designs starting from ``start_codes`` (B, L); deterministic given ``generator``."""
         logits = init_logits(start_codes, vocab_size, generator, self.settings.init_std)
         return self.run_from_logits(logits, on_step)
 
-    def run_from_logits(self, logits: torch.Tensor, on_step: Callable[[int], None] | None = None) -> TrajectoryResult:
-        """Optimise from given initial logits (B, L, V); the start designs are their argmax."""
+    def run_from_logits(self, logits: torch.Tensor, on_step: StepCallback | None = None) -> TrajectoryResult:
+        """Optimise from given initial logits (B, L, V); the start designs are their argmax.
+
+        ``on_step(step, logits)`` is called after every step with the updated logits (read-only).
+        """
         s = self.settings
         batch = logits.shape[0]
         start_codes = logits.argmax(-1)
@@ -192,7 +196,7 @@ class BIBOptimiser:
             for key, value in records.items():
                 history.setdefault(key, []).append(value.detach().to("cpu", torch.float64))
             if on_step is not None:
-                on_step(step)
+                on_step(step, logits)
         return TrajectoryResult(
             start_codes=start_codes.cpu().numpy(),
             final_codes=logits.argmax(-1).cpu().numpy(),

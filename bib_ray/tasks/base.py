@@ -119,6 +119,26 @@ class Task:
         low, high = self.score_range
         return (np.asarray(scores, dtype=np.float64) - low) / (high - low)
 
+    def identity(self) -> dict:
+        """JSON-serialisable description of what a design is for this task (no data, no oracle)."""
+        return {
+            "name": self.name, "alphabet": self.alphabet, "length": self.length,
+            "oracle_kind": self.oracle_kind.value,
+            "template": None if self.template is None else decode(self.template[None], self.alphabet)[0],
+            "design_positions": None if self.design_positions is None else [int(p) for p in self.design_positions],
+        }
+
+    @classmethod
+    def from_identity(cls, identity: dict) -> "Task":
+        """A data-less task with the alphabet, length and template of ``identity()`` (for embedding only)."""
+        from bib_ray.alphabets import encode
+
+        alphabet = identity["alphabet"]
+        template = None if identity["template"] is None else encode([identity["template"]], alphabet)[0]
+        positions = None if identity["design_positions"] is None else np.array(identity["design_positions"])
+        return cls(name=identity["name"], alphabet=alphabet, x=np.zeros((0, identity["length"]), dtype=np.int64),
+                   y=np.zeros(0), template=template, design_positions=positions)
+
     def full_sequences(self, codes: np.ndarray) -> np.ndarray:
         """Designed residues (B, L) -> what the LM reads: the template with them filled in, or themselves."""
         if self.template is None:

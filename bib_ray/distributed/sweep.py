@@ -1,0 +1,235 @@
+"""``bib-ray sweep``: a Ray Tune search over BIB's outer hyper-parameters.
+
+Each trial is a full design run (one seed) whose metric -- ``design_score``, the mean score
+of the trial's designs in label units -- comes from an evaluator that never sees the oracle:
+``aux``: the trial's auxiliary ensemble (trained on the offline set); ``holdout``: an
+independent ensemble trained only on a held-out split of the offline set, which the proxy
+and the optimiser's aux model never see. The oracle's percentiles are logged beside it as
+``oracle_p100_reporting_only`` / ``oracle_p50_reporting_only`` and play no part in the search.
+Trials report every ``report_every`` steps, so ASHA can stop weak ones early.
+
+The offline set is embedded once per backbone in the space (on shard actors) and shared with
+every trial through the object store; trials re-solve the proxy for their beta.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bib_ray.config import DesignConfig, RaySettings
+from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
+from bib_ray.core.optimizer import BIBOptimiser
+from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.errors import UserError
+from bib_ray.sweep_config import SweepConfig
+from bib_ray.tasks import Task, load_task
+
+METRIC = "design_score"
+HOLDOUT_SEED_OFFSET = 10_007
+
+
+@dataclass
+class PreparedBackbone:
+    """What a trial needs from the embedding pass: statistics and aux rows of the training split,
+    and the held-out rows' embeddings and labels (empty for metric=aux)."""
+
+    statistics: EmbeddingStatistics
+    aux_rows: np.ndarray
+    aux_phi: torch.Tensor
+    holdout_phi: torch.Tensor
+    holdout_y: np.ndarray
+
+
+def split_offline(task: Task, fraction: float) -> tuple[Task, Task]:
+    """(train, holdout) split of the offline rows, fixed (seed 0) so every trial sees the same one.
+    Copies of one sequence stay on the same side, so nothing held out is seen in training."""
+    _, group = np.unique(task.x, axis=0, return_inverse=True)
+    groups = np.random.default_rng(0).permutation(group.max() + 1)
+    held_groups = groups[: int(round(len(groups) * fraction))]
+    held = np.isin(group.reshape(-1), held_groups)
+    return (dataclasses.replace(task, x=task.x[~held], y=task.y[~held]),
+            dataclasses.replace(task, x=task.x[held], y=task.y[held]))
+
+
+def prepare(sweep: SweepConfig, task: Task, settings: RaySettings, progress: bool) -> dict[str, PreparedBackbone]:
+    """Embed the offline set once per backbone on shard actors."""
+    from bib_ray.core.aux_ensemble import aux_training_rows
+    from bib_ray.distributed.design import shard_resources
+    from bib_ray.distributed.shards import ShardPool
+
+    base = sweep.base_config()
+    backbones = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [base.backbone]
+    train, holdout = split_offline(task, sweep.holdout_fraction) if sweep.metric == "holdout" else (task, None)
+    prepared = {}
+    for backbone in backbones:
+        pool = ShardPool(backbone, task, shard_resources(settings), base.embed_batch_size)
+        try:
+            aux_rows = aux_training_rows(len(train.y), base.aux_max_rows)
+            statistics, aux_phi = pool.embed_statistics(train.x, train.y, aux_rows, progress)
+            holdout_phi = torch.zeros(0, statistics.dim)
+            if holdout is not None:
+                _, holdout_phi = pool.embed_statistics(holdout.x, holdout.y, np.arange(len(holdout.y)), progress)
+        finally:
+            pool.shutdown()
+        prepared[backbone] = PreparedBackbone(statistics, aux_rows, aux_phi, holdout_phi,
+                                              np.zeros(0) if holdout is None else holdout.y)
+    return prepared
+
+
+def holdout_evaluator(prepared: PreparedBackbone, config: DesignConfig,
+                      seed: int) -> tuple[AuxiliaryEnsemble, float, float]:
+    """An ensemble trained only on the held-out rows, with the mean and std of their labels."""
+    statistics = EmbeddingStatistics.from_rows(prepared.holdout_phi, torch.as_tensor(prepared.holdout_y))
+    mean, std = statistics.feature_moments()
+    evaluator = AuxiliaryEnsemble(statistics.dim, config.aux_settings(), seed + HOLDOUT_SEED_OFFSET, mean, std)
+    z = (torch.as_tensor(prepared.holdout_y) - statistics.label_mean) / statistics.label_std
+    evaluator.fit(prepared.holdout_phi, z)
+    return evaluator, statistics.label_mean, statistics.label_std
+
+
+def run_trial(hyperparameters: dict, sweep: SweepConfig, task: Task, prepared: dict[str, PreparedBackbone]) -> None:
+    """One Tune trial: a full single-seed design run, reporting ``design_score`` as it goes."""
+    from ray import tune
+
+    from bib_ray.backbones import build_backbone
+    from bib_ray.embedding import SequenceEmbedder
+    from bib_ray.pipeline import DesignRun, FittedProxy, SeedResult, design_table, initial_logits, train_aux
+    from bib_ray.report import write_run_directory
+
+    started = time.perf_counter()
+    config = DesignConfig.model_validate({**sweep.base, **hyperparameters})
+    seed = config.seeds[0]
+    device = torch.device("cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+    own = prepared[config.backbone]
+    train_task = split_offline(task, sweep.holdout_fraction)[0] if sweep.metric == "holdout" else task
+    embedder = SequenceEmbedder(build_backbone(config.backbone, task.alphabet, task.read_length), train_task, device)
+    proxy = BidirectionalProxy(own.statistics, config.beta_scale, device=device)
+    fitted = FittedProxy(train_task, embedder, own.statistics, proxy, own.aux_rows, own.aux_phi)
+    aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
+    aux_done = time.perf_counter()
+    if sweep.metric == "aux":
+        evaluator, label = aux, (proxy.label_mean, proxy.label_std)
+    else:
+        evaluator, *label = holdout_evaluator(own, config, seed)
+        evaluator = evaluator.to(device)
+
+    def score(logits: torch.Tensor) -> float:
+        with torch.no_grad():
+            phi = embedder.embed_designs(torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float())
+            return float(label[0] + label[1] * evaluator.mean(phi).mean())
+
+    settings = config.optimiser_settings()
+
+    def report(step: int, logits: torch.Tensor) -> None:
+        if (step + 1) % sweep.report_every == 0 and step + 1 < settings.steps:
+            tune.report({METRIC: score(logits), "step": step + 1})
+
+    optimiser = BIBOptimiser(embedder.embed_designs, proxy, settings, aux if settings.needs_aux else None)
+    logits = initial_logits(train_task, config.designs, seed, settings.init_std).to(device)
+    optimise_started = time.perf_counter()
+    trajectory = optimiser.run_from_logits(logits, on_step=report)
+    optimised = time.perf_counter()
+    final_logits = torch.nn.functional.one_hot(torch.as_tensor(trajectory.final_codes), logits.shape[-1]).float()
+    table, oracle = design_table(fitted, aux, seed, trajectory)
+    result = SeedResult(seed, trajectory, aux, aux_metrics, table, oracle, timings={
+        "aux_fit_s": aux_done - started, "optimise_s": optimised - optimise_started,
+        "step_ms": 1000 * (optimised - optimise_started) / settings.steps,
+        "evaluate_s": time.perf_counter() - optimised})
+    run_dir = Path(tune.get_context().get_trial_dir()) / "run"
+    write_run_directory(DesignRun(config, fitted, [result], time.perf_counter() - started), run_dir)
+    metrics = {METRIC: score(final_logits.to(device)), "step": settings.steps}
+    if oracle is not None:
+        metrics.update(oracle_p100_reporting_only=oracle["p100"], oracle_p50_reporting_only=oracle["p50"])
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
+
+
+def _search_algorithm(sweep: SweepConfig):
+    algorithm = sweep.search.algorithm
+    if algorithm in ("random", "grid"):
+        return None
+    try:
+        if algorithm == "optuna":
+            from ray.tune.search.optuna import OptunaSearch
+
+            return OptunaSearch(seed=sweep.search.seed)
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        return HyperOptSearch(random_state_seed=sweep.search.seed)
+    except (ImportError, AssertionError) as error:
+        raise UserError(f"search algorithm {algorithm!r} needs its package: pip install {algorithm} ({error})") from None
+
+
+def _scheduler(sweep: SweepConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if sweep.scheduler.kind == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(max_t=max(sweep.max_reports(), sweep.scheduler.grace_period),
+                         grace_period=sweep.scheduler.grace_period,
+                         reduction_factor=sweep.scheduler.reduction_factor)
+
+
+def results_table(grid, sweep: SweepConfig) -> pd.DataFrame:
+    """One row per trial: hyper-parameters, the metric, the oracle (reporting only), status."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        row = {"trial": metrics.get("trial_id", ""), **{k: result.config.get(k) for k in sweep.space},
+               METRIC: metrics.get(METRIC), "reports": metrics.get("training_iteration"),
+               "oracle_p100_reporting_only": metrics.get("oracle_p100_reporting_only"),
+               "oracle_p50_reporting_only": metrics.get("oracle_p50_reporting_only"),
+               "status": "error" if result.error else ("stopped early" if metrics.get("step") != (
+                   result.config.get("steps") or sweep.base_config().steps) else "completed")}
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(METRIC, ascending=False, na_position="last")
+
+
+def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool = False,
+              progress: bool = False) -> tuple[pd.DataFrame, Path | None]:
+    """Run (or resume) the sweep under ``out/<name>``; returns the results table and the best run's directory."""
+    from ray import tune
+
+    from bib_ray.distributed.runtime import connect
+
+    connect(settings.address)
+    base = sweep.base_config()
+    task = load_task(base.task, base.data_dir, base.alphabet)
+    experiment = out.resolve() / sweep.name
+    if resume and not tune.Tuner.can_restore(str(experiment)):
+        raise UserError(f"nothing to resume at {experiment}")
+    if not resume and experiment.exists():
+        raise UserError(f"{experiment} exists: pass --resume to continue it or choose another --out")
+    prepared = prepare(sweep, task, settings, progress)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, task=task, prepared=prepared),
+                                    {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+    if resume:
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={name: distribution.to_tune() for name, distribution in sweep.space.items()},
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=sweep.search.num_samples,
+                                        search_alg=_search_algorithm(sweep), scheduler=_scheduler(sweep),
+                                        max_concurrent_trials=sweep.search.max_concurrent),
+            run_config=tune.RunConfig(name=sweep.name, storage_path=str(out.resolve()), verbose=1 if progress else 0))
+    grid = tuner.fit()
+    table = results_table(grid, sweep)
+    table.to_csv(experiment / "sweep_results.csv", index=False)
+    finished = [r for r in grid if r.checkpoint is not None and not r.error and METRIC in (r.metrics or {})]
+    best_dir = None
+    if finished:
+        best = max(finished, key=lambda r: r.metrics[METRIC])
+        best_dir = experiment / "best"
+        if best_dir.exists():
+            shutil.rmtree(best_dir)
+        shutil.copytree(best.checkpoint.path, best_dir)
+    return table, best_dir

@@ -1,0 +1,47 @@
+"""HTTP schemas of the scoring service (pydantic models; FastAPI derives the OpenAPI docs from them)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ScoreRequest(BaseModel):
+    """Sequences of the designed residues, all of the proxy's length and alphabet."""
+
+    sequences: list[str] = Field(description="sequences to score, e.g. [\"ACGTACGT\"]")
+
+
+class SequenceScore(BaseModel):
+    sequence: str
+    proxy_score: float = Field(description="closed-form proxy prediction, in the original label units")
+    aux_mean: float | None = Field(None, description="mean of the auxiliary ensemble (label units)")
+    aux_std: float | None = Field(None, description="spread (std) of the auxiliary ensemble members")
+
+
+class ModelIdentity(BaseModel):
+    task: str
+    lm_id: str
+    artifact_sha256: str
+
+
+class ScoreResponse(BaseModel):
+    scores: list[SequenceScore]
+    model: ModelIdentity
+
+
+class ServiceInfo(BaseModel):
+    task: str
+    alphabet: str
+    length: int = Field(description="number of designed residues per sequence")
+    template: str | None = Field(None, description="full sequence the designed residues are placed into, if any")
+    design_positions: list[int] | None = Field(None, description="0-based template positions of the residues")
+    lm_id: str
+    hidden_size: int
+    offline_rows: int
+    aux_members: int
+    artifact_sha256: str
+    max_sequences_per_request: int
+
+
+class Health(BaseModel):
+    status: str = "ok"

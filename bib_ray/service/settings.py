@@ -1,0 +1,103 @@
+"""Settings of the scoring service and the Serve YAML that carries them (deployments/*.yaml).
+
+The YAML is a Ray Serve config file (``serve run`` / ``serve deploy`` read it as is); its one
+application's ``args`` map one to one onto ``ServiceSettings``, its one deployment onto
+Serve's own ``DeploymentSchema`` (replicas, ``ray_actor_options`` with CPUs/GPUs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bib_ray.errors import UserError
+
+DEPLOYMENT_NAME = "ProxyScorer"
+APPLICATION_NAME = "bib-ray-proxy"
+API_KEY_HEADER = "X-API-Key"
+
+
+class ServiceSettings(BaseModel):
+    """What one scoring application serves and how it batches (the ``args`` of the Serve YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact: str = Field(description="proxy artifact directory (proxy.json + proxy.safetensors)")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N for the LM in each replica")
+    max_batch_sequences: int = Field(128, ge=1, description="sequences per batched LM call (@serve.batch)")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="how long a batch waits to fill")
+    max_sequences_per_request: int = Field(128, ge=1, description="larger requests get HTTP 413")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get HTTP 413")
+    api_key_env: str | None = Field(None, description=f"env var holding the key clients send as {API_KEY_HEADER}")
+
+    @model_validator(mode="after")
+    def _request_fits_a_batch(self) -> "ServiceSettings":
+        if self.max_sequences_per_request > self.max_batch_sequences:
+            raise ValueError(f"max_sequences_per_request ({self.max_sequences_per_request}) must not exceed "
+                             f"max_batch_sequences ({self.max_batch_sequences}): one request is one batch item")
+        return self
+
+    def resolve_api_key(self) -> str | None:
+        """The key from ``api_key_env`` (None when the service is open); an unset variable is an error."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise UserError(f"api_key_env is {self.api_key_env!r} but that environment variable is empty or unset")
+        return key
+
+
+def parse_service_settings(args: dict) -> ServiceSettings:
+    from bib_ray.config import format_validation_error
+
+    try:
+        return ServiceSettings(**args)
+    except ValidationError as error:
+        raise UserError(f"invalid service settings: {format_validation_error(error)}") from None
+
+
+class ServeDeployment(BaseModel):
+    """What ``bib-ray serve`` takes from a Serve YAML: HTTP address, one application, its deployment."""
+
+    host: str
+    port: int
+    route_prefix: str
+    settings_args: dict
+    num_replicas: int
+    max_ongoing_requests: int
+    ray_actor_options: dict
+
+    def deployment_options(self) -> dict:
+        return {"num_replicas": self.num_replicas, "max_ongoing_requests": self.max_ongoing_requests,
+                "ray_actor_options": self.ray_actor_options}
+
+
+DEFAULT_DEPLOYMENT = {"host": "127.0.0.1", "port": 8000, "route_prefix": "/", "settings_args": {},
+                      "num_replicas": 1, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 1}}
+
+
+def load_serve_yaml(path: str | Path) -> ServeDeployment:
+    """Validate a Serve config file with Ray's own schema and pick out the bib-ray application."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from bib_ray.config import format_validation_error, load_yaml_mapping
+
+    raw = load_yaml_mapping(path)
+    try:
+        schema = ServeDeploySchema.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(f"{path}: not a valid Ray Serve config: {format_validation_error(error)}") from None
+    if len(schema.applications) != 1:
+        raise UserError(f"{path}: expected exactly one application, found {len(schema.applications)}")
+    application = schema.applications[0]
+    deployments = [d for d in application.deployments if d.name == DEPLOYMENT_NAME]
+    values = dict(DEFAULT_DEPLOYMENT, host=schema.http_options.host, port=schema.http_options.port,
+                  route_prefix=application.route_prefix or "/", settings_args=dict(application.args or {}))
+    if deployments:
+        chosen = deployments[0].model_dump(exclude_unset=True)
+        for key in ("num_replicas", "max_ongoing_requests", "ray_actor_options"):
+            if key in chosen:
+                values[key] = chosen[key]
+    return ServeDeployment(**values)

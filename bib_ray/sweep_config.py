@@ -1,0 +1,149 @@
+"""Validated configuration of a Tune sweep; ``tune_configs/*.yaml`` map onto it one to one.
+
+    name: quick
+    base: {task: tfbind8-r, steps: 40, designs: 32, seeds: [0]}   # DesignConfig fields of every trial
+    space:                                                        # DesignConfig field -> distribution
+      lr: {loguniform: [0.01, 0.3]}
+      mode: {choice: [bidirectional, adaptive-gamma]}
+    search: {algorithm: random, num_samples: 8, max_concurrent: 2, seed: 0}
+    scheduler: {kind: asha, grace_period: 2, reduction_factor: 2}
+    metric: holdout          # or aux; never the oracle
+    report_every: 10         # optimisation steps between reports (ASHA's time unit)
+    resources: {cpu: 1, gpu: 0}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bib_ray.config import DesignConfig, format_validation_error, load_yaml_mapping
+from bib_ray.errors import UserError
+
+TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "mode", "adaptive_eta",
+           "aux_members", "aux_hidden", "aux_epochs", "backbone")
+
+
+class Distribution(BaseModel):
+    """Exactly one of: choice / grid (lists of values), uniform / loguniform / randint ([low, high])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    choice: list[Any] | None = None
+    grid: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Distribution":
+        given = [k for k in ("choice", "grid", "uniform", "loguniform", "randint") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice, grid, uniform, loguniform, randint")
+        bounds = getattr(self, given[0])
+        if given[0] in ("uniform", "loguniform", "randint") and not bounds[0] < bounds[1]:
+            raise ValueError(f"{given[0]} bounds must satisfy low < high")
+        if given[0] == "loguniform" and bounds[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        if given[0] in ("choice", "grid") and not bounds:
+            raise ValueError(f"{given[0]} needs at least one value")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("choice", "grid", "uniform", "loguniform", "randint") if getattr(self, k) is not None)
+
+    def extreme_values(self) -> list[Any]:
+        """Values to validate against DesignConfig: every listed value, or both bounds."""
+        values = getattr(self, self.kind)
+        return list(values)
+
+    def to_tune(self):
+        from ray import tune
+
+        kind, values = self.kind, getattr(self, self.kind)
+        if kind == "grid":
+            return tune.grid_search(list(values))
+        if kind == "randint":
+            return tune.randint(values[0], values[1] + 1)
+        return {"choice": tune.choice, "uniform": tune.uniform, "loguniform": tune.loguniform}[kind](
+            *(values if kind != "choice" else [list(values)]))
+
+
+class SearchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    algorithm: Literal["random", "grid", "optuna", "hyperopt"] = "random"
+    num_samples: int = Field(8, ge=1, description="trials (random/optuna/hyperopt) or repeats of the grid")
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class SchedulerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1, description="reports before a trial can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class TrialResources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class SweepConfig(BaseModel):
+    """A sweep: the shared design settings, the search space, the search and the metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    base: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Distribution]
+    search: SearchSettings = SearchSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    metric: Literal["aux", "holdout"] = "holdout"
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
+    report_every: int = Field(10, ge=1)
+    resources: TrialResources = TrialResources()
+
+    @model_validator(mode="after")
+    def _check(self) -> "SweepConfig":
+        unknown = sorted(set(self.space) - set(TUNABLE))
+        if unknown:
+            raise ValueError(f"space: {unknown} cannot be tuned; tunable fields are {list(TUNABLE)}")
+        overlap = sorted(set(self.space) & set(self.base))
+        if overlap:
+            raise ValueError(f"{overlap} appear in both base and space")
+        base = DesignConfig.model_validate(self.base)
+        if len(base.seeds) != 1:
+            raise ValueError("a sweep trial runs one seed: give base.seeds a single value")
+        for name, distribution in self.space.items():
+            for value in distribution.extreme_values():
+                DesignConfig.model_validate({**self.base, name: value})
+        if self.search.algorithm == "grid" and any(d.kind != "grid" for d in self.space.values()):
+            raise ValueError("search.algorithm grid needs every space entry to be a grid")
+        if self.search.algorithm != "grid" and any(d.kind == "grid" for d in self.space.values()):
+            raise ValueError("grid entries need search.algorithm: grid")
+        return self
+
+    def base_config(self) -> DesignConfig:
+        return DesignConfig.model_validate(self.base)
+
+    def max_reports(self) -> int:
+        """Reports of the longest trial (ASHA's max_t)."""
+        steps = self.space.get("steps")
+        longest = max(steps.extreme_values()) if steps is not None else self.base_config().steps
+        return math.ceil(longest / self.report_every)
+
+
+def load_sweep_config(path: str) -> SweepConfig:
+    values = load_yaml_mapping(path)
+    try:
+        return SweepConfig.model_validate(values)
+    except ValidationError as error:
+        raise UserError(f"{path}: invalid sweep configuration: {format_validation_error(error)}") from None

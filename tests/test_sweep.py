@@ -1,0 +1,109 @@
+"""Tune sweeps: config validation, a small sweep end to end (random and Optuna), resume after an interrupt."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bib_ray.config import RaySettings
+from bib_ray.distributed.sweep import run_sweep, split_offline
+from bib_ray.errors import UserError
+from bib_ray.sweep_config import SweepConfig, load_sweep_config
+from bib_ray.tasks import load_task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_sweep(name: str, algorithm: str = "random", samples: int = 3, **extra) -> SweepConfig:
+    return SweepConfig.model_validate({
+        "name": name,
+        "base": {"task": "tfbind8-r", "steps": 6, "designs": 8, "seeds": [0], "aux_epochs": 1, "aux_max_rows": 500},
+        "space": {"lr": {"loguniform": [0.02, 0.3]}, "mode": {"choice": ["bidirectional", "adaptive-gamma"]}},
+        "search": {"algorithm": algorithm, "num_samples": samples, "max_concurrent": 2},
+        "scheduler": {"kind": "fifo"}, "report_every": 3, **extra})
+
+
+@pytest.mark.parametrize("config_file", sorted((REPO / "tune_configs").glob("*.yaml")))
+def test_shipped_sweep_configs_validate(config_file):
+    sweep = load_sweep_config(str(config_file))
+    assert sweep.space and sweep.base_config().seeds
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"space": {"task": {"choice": ["gb1"]}}}, "cannot be tuned"),
+    ({"space": {"mode": {"choice": ["sideways"]}}}, "mode"),
+    ({"space": {"lr": {"uniform": [0.3, 0.1]}}}, "low < high"),
+    ({"space": {"lr": {"grid": [0.1, 0.2]}}}, "need search.algorithm: grid"),
+    ({"base": {"seeds": [0, 1]}}, "one seed"),
+    ({"metric": "oracle"}, "metric"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_sweep_configs_are_user_errors(tmp_path, change, message):
+    values = {"name": "x", "base": {"seeds": [0]}, "space": {"lr": {"loguniform": [0.01, 0.1]}}, **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(UserError, match=message):
+        load_sweep_config(str(path))
+
+
+def test_holdout_split_is_disjoint_and_fixed(shared_data_dir):
+    task = load_task("tfbind8-r", shared_data_dir)
+    train, holdout = split_offline(task, 0.2)
+    assert len(train.y) + len(holdout.y) == len(task.y) and 900 < len(holdout.y) < 1100
+    rows = {tuple(r) for r in train.x}
+    assert not any(tuple(r) in rows for r in holdout.x)
+    again = split_offline(task, 0.2)[1]
+    np.testing.assert_array_equal(again.x, holdout.x)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm):
+    sweep = small_sweep(f"small-{algorithm}", algorithm, samples=3)
+    sweep.base["data_dir"] = str(shared_data_dir)
+    table, best = run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    assert len(table) == 3 and set(table.status) == {"completed"}
+    assert {"lr", "mode", "design_score", "oracle_p100_reporting_only"} <= set(table.columns)
+    assert table.design_score.notna().all()
+    # the metric is not the oracle: it is in label units of the offline data (tfbind8-r y <= 0.242)
+    assert (table.design_score < 0.5).all() and not np.allclose(table.design_score, table.oracle_p100_reporting_only)
+    assert best is not None and (best / "designs.csv").is_file() and (best / "proxy" / "proxy.json").is_file()
+    best_summary = json.loads((best / "summary.json").read_text())
+    assert best_summary["hyperparameters"]["lr"] == pytest.approx(table.iloc[0]["lr"])
+    assert (tmp_path / sweep.name / "sweep_results.csv").is_file()
+    with pytest.raises(UserError, match="exists"):
+        run_sweep(sweep, RaySettings(shards=1), tmp_path)
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(shared_data_dir, tmp_path):
+    sweep = small_sweep("resumable", samples=6, report_every=50)
+    sweep.base.update(steps=150, data_dir=str(shared_data_dir))
+    sweep.search.max_concurrent = 1
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(sweep.model_dump(mode="json", exclude_none=True)))
+    command = [sys.executable, "-m", "bib_ray.cli", "sweep", "--config", str(config), "--out", str(tmp_path),
+               "--quiet", "--shards", "1"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    experiment = tmp_path / "resumable"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(experiment.glob("run_trial_*/run/summary.json"))) < 2:
+        time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    finished = {p: p.stat().st_mtime for p in experiment.glob("run_trial_*/run/summary.json")}
+    assert 2 <= len(finished) < 6, "interrupt came too late to test resuming"
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    results = pd.read_csv(experiment / "sweep_results.csv")
+    assert len(results) == 6 and set(results.status) == {"completed"}
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime == mtime, f"{path.parent.parent.name} was run again"
