@@ -1,8 +1,9 @@
-"""The ``bib-ray`` command line: design, tasks, backbones."""
+"""The ``bib-ray`` command line: design, sweep, serve, score, tasks, backbones."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -143,6 +144,79 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+SERVE_FLAGS = {  # flag -> (ServiceSettings field, type, help)
+    "--device": ("device", str, "device of the LM in each replica: auto, cpu, cuda (default auto)"),
+    "--max-batch-sequences": ("max_batch_sequences", int, "sequences per batched LM call (default 128)"),
+    "--batch-wait-timeout": ("batch_wait_timeout_s", float, "seconds a batch waits to fill (default 0.005)"),
+    "--max-sequences-per-request": ("max_sequences_per_request", int, "per-request limit (default 128)"),
+    "--max-body-bytes": ("max_body_bytes", int, "request body limit in bytes (default 1000000)"),
+    "--api-key-env": ("api_key_env", str, "env var with the key clients must send as X-API-Key"),
+}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bib_ray.distributed.runtime import connect, disconnect
+    from bib_ray.service import launch
+    from bib_ray.service.settings import DEFAULT_DEPLOYMENT, ServeDeployment, load_serve_yaml, parse_service_settings
+
+    deployment = load_serve_yaml(args.config) if args.config else ServeDeployment(**DEFAULT_DEPLOYMENT)
+    actor_options = dict(deployment.ray_actor_options)
+    for key, value in (("num_cpus", args.cpus_per_replica), ("num_gpus", args.gpus_per_replica)):
+        if value is not None:
+            if value < 0:
+                raise UserError(f"--{key.replace('num_', '')}-per-replica must be >= 0, got {value}")
+            actor_options[key] = value
+    deployment = deployment.with_overrides(host=args.host, port=args.port, num_replicas=args.replicas,
+                                           ray_actor_options=actor_options)
+    values = dict(deployment.settings_args, artifact=args.artifact)
+    for flag, (field, _, _) in SERVE_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            values[field] = value
+    settings = parse_service_settings(values).with_checked_artifact()
+    settings.resolve_api_key()
+    where = connect(args.address)
+    url = launch.deploy(settings, deployment, check_port=not (args.address or os.environ.get("RAY_ADDRESS")))
+    print(f"serving {settings.artifact} at {url} on {where} "
+          f"({deployment.num_replicas} replica(s), {actor_options}); docs at {url}/docs", flush=True)
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        print("the application keeps running on the cluster; stop it with `serve shutdown`")
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping the service", file=sys.stderr)
+    finally:
+        launch.shutdown()
+        disconnect()
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bib_ray.client import ProxyClient
+    from bib_ray.tasks.user_data import read_sequences
+
+    sequences = read_sequences(args.file, args.sequence_column)
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise UserError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset")
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    client = ProxyClient(args.url, api_key=api_key, timeout_s=args.timeout)
+    table = pd.DataFrame(client.score(sequences))
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"scored {len(table)} sequences -> {args.out} ({client.retries_used} retried attempts)")
+    else:
+        print(table.to_csv(index=False), end="")
+    return 0
+
+
 def cmd_tasks(_: argparse.Namespace) -> int:
     from bib_ray.tasks import TASKS
 
@@ -186,6 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     add_ray_flags(sweep)
     sweep.set_defaults(handler=cmd_sweep)
+    serve = commands.add_parser("serve", help="serve a fitted proxy artifact over HTTP (Ray Serve)")
+    serve.add_argument("artifact", help="proxy artifact directory, e.g. runs/<run>/proxy")
+    serve.add_argument("--config", help="Serve YAML, e.g. deployments/proxy_service.yaml (flags override it)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument("--replicas", type=int, help="replicas of the scoring deployment (default 1)")
+    serve.add_argument("--cpus-per-replica", type=float, help="CPUs per replica (default 1)")
+    serve.add_argument("--gpus-per-replica", type=float, help="GPUs per replica, fractions allowed (default 0)")
+    for flag, (_, kind, text) in SERVE_FLAGS.items():
+        serve.add_argument(flag, type=kind, help=text)
+    serve.add_argument("--address", help="Ray cluster to deploy on (default $RAY_ADDRESS, else embedded local Ray)")
+    serve.set_defaults(handler=cmd_serve)
+    score = commands.add_parser("score", help="score a CSV/FASTA of sequences through a running service")
+    score.add_argument("file", help="CSV/TSV with a sequence column, or FASTA")
+    score.add_argument("--url", required=True, help="service URL, e.g. http://127.0.0.1:8000")
+    score.add_argument("--out", help="CSV to write (default: print CSV to stdout)")
+    score.add_argument("--sequence-column", help="name of the sequence column of a CSV/TSV")
+    score.add_argument("--api-key-env", help="env var holding the service's API key")
+    score.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    score.set_defaults(handler=cmd_score)
     commands.add_parser("tasks", help="list the tasks").set_defaults(handler=cmd_tasks)
     commands.add_parser("backbones", help="list the LM backbones").set_defaults(handler=cmd_backbones)
     return parser

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -188,3 +189,14 @@ def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
                        config.aux_max_rows)
     results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
     return DesignRun(config, fitted, results, time.perf_counter() - started)
+
+
+def fit_and_save_proxy(task: Task, backbone_spec: str, out: Path, aux_settings: AuxiliarySettings | None = None,
+                       seed: int = 0, device: str = "auto", beta_scale: float = 1e-6) -> Path:
+    """Fit the proxy and one aux ensemble on ``task`` and write the scoring artifact (no design run)."""
+    from bib_ray.artifacts import save_proxy_artifact
+
+    settings = aux_settings or AuxiliarySettings()
+    fitted = fit_proxy(task, backbone_spec, beta_scale, device, aux_max_rows=settings.max_rows)
+    aux, _ = train_aux(fitted, settings, seed)
+    return save_proxy_artifact(out, task, fitted.embedder, fitted.proxy, aux)

@@ -39,6 +39,18 @@ class ServiceSettings(BaseModel):
                              f"max_batch_sequences ({self.max_batch_sequences}): one request is one batch item")
         return self
 
+    def with_checked_artifact(self) -> "ServiceSettings":
+        """A copy whose artifact path is absolute (replicas run in other directories), checked to exist."""
+        from bib_ray.artifacts import JSON_NAME, TENSORS_NAME
+
+        path = Path(self.artifact).expanduser().resolve()
+        missing = [name for name in (JSON_NAME, TENSORS_NAME) if not (path / name).is_file()]
+        if missing:
+            raise UserError(f"{self.artifact} is not a proxy artifact (missing {', '.join(missing)}); pass the "
+                            f"proxy/ directory of a design run or a sweep's best trial, as an absolute path "
+                            f"in a Serve YAML")
+        return self.model_copy(update={"artifact": str(path)})
+
     def resolve_api_key(self) -> str | None:
         """The key from ``api_key_env`` (None when the service is open); an unset variable is an error."""
         if self.api_key_env is None:
@@ -61,13 +73,26 @@ def parse_service_settings(args: dict) -> ServiceSettings:
 class ServeDeployment(BaseModel):
     """What ``bib-ray serve`` takes from a Serve YAML: HTTP address, one application, its deployment."""
 
+    model_config = ConfigDict(extra="forbid")
+
     host: str
-    port: int
+    port: int = Field(ge=1, le=65535)
     route_prefix: str
     settings_args: dict
-    num_replicas: int
-    max_ongoing_requests: int
+    num_replicas: int = Field(ge=1)
+    max_ongoing_requests: int = Field(ge=1)
     ray_actor_options: dict
+
+    def with_overrides(self, **overrides) -> "ServeDeployment":
+        """A validated copy with the non-None ``overrides`` applied (CLI flags over the YAML)."""
+        from bib_ray.config import format_validation_error
+
+        values = self.model_dump()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return ServeDeployment(**values)
+        except ValidationError as error:
+            raise UserError(f"invalid serve settings: {format_validation_error(error)}") from None
 
     def deployment_options(self) -> dict:
         return {"num_replicas": self.num_replicas, "max_ongoing_requests": self.max_ongoing_requests,
@@ -100,4 +125,8 @@ def load_serve_yaml(path: str | Path) -> ServeDeployment:
         for key in ("num_replicas", "max_ongoing_requests", "ray_actor_options"):
             if key in chosen:
                 values[key] = chosen[key]
-    return ServeDeployment(**values)
+    try:
+        return ServeDeployment(**values)
+    except ValidationError as error:
+        raise UserError(f"{path}: unsupported deployment settings for bib-ray serve (use a fixed num_replicas): "
+                        f"{format_validation_error(error)}") from None

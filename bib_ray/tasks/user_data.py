@@ -42,15 +42,21 @@ def _pick_column(columns: list[str], wanted: tuple[str, ...], given: str | None,
 
 def _read_table(path: Path, sequence_column: str | None, score_column: str | None) -> list[tuple[str, str, object]]:
     """(label for messages, sequence, raw score) per data row."""
-    try:
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, csv_error()) as error:
-        raise UserError(f"{path}: cannot parse as CSV/TSV: {error}") from None
+    frame = _read_frame(path)
     columns = [str(c) for c in frame.columns]
     seq_col = _pick_column(columns, SEQUENCE_COLUMNS, sequence_column, "sequence", path)
     score_col = _pick_column(columns, SCORE_COLUMNS, score_column, "score", path)
     return [(f"row {i + 1} (line {i + 2})", str(s), v)
             for i, (s, v) in enumerate(zip(frame[seq_col], frame[score_col]))]
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """All cells as text; ',' for .csv, tab for .tsv, sniffed otherwise (sniffing misreads one-column files)."""
+    separator = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
+    try:
+        return pd.read_csv(path, sep=separator, engine="python", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, csv_error()) as error:
+        raise UserError(f"{path}: cannot parse as CSV/TSV: {error}") from None
 
 
 def csv_error() -> type[Exception]:
@@ -59,30 +65,50 @@ def csv_error() -> type[Exception]:
     return csv.Error
 
 
-def _read_fasta(path: Path) -> list[tuple[str, str, object]]:
-    records: list[tuple[str, str, object]] = []
+def _fasta_records(path: Path) -> list[tuple[str, str]]:
+    """(header, sequence) per FASTA record; multi-line sequences are joined."""
+    records: list[tuple[str, str]] = []
     header, chunks = None, []
-
-    def flush() -> None:
-        if header is None:
-            return
-        match = _HEADER_SCORE.search(header)
-        label = f"record {len(records) + 1} ({header.split()[0] if header.split() else 'unnamed'})"
-        if match is None:
-            raise UserError(f"{path}: {label}: no score in header {header!r} (use '>name score=1.5')")
-        records.append((label, "".join(chunks), match.group(1)))
-
     for line_number, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.strip()
         if line.startswith(">"):
-            flush()
+            if header is not None:
+                records.append((header, "".join(chunks)))
             header, chunks = line[1:].strip(), []
         elif line:
             if header is None:
                 raise UserError(f"{path}: line {line_number}: sequence before the first '>' header")
             chunks.append(line)
-    flush()
+    if header is not None:
+        records.append((header, "".join(chunks)))
     return records
+
+
+def _read_fasta(path: Path) -> list[tuple[str, str, object]]:
+    rows: list[tuple[str, str, object]] = []
+    for number, (header, sequence) in enumerate(_fasta_records(path), start=1):
+        label = f"record {number} ({header.split()[0] if header.split() else 'unnamed'})"
+        match = _HEADER_SCORE.search(header)
+        if match is None:
+            raise UserError(f"{path}: {label}: no score in header {header!r} (use '>name score=1.5')")
+        rows.append((label, sequence, match.group(1)))
+    return rows
+
+
+def read_sequences(path: str | Path, sequence_column: str | None = None) -> list[str]:
+    """The sequences of a CSV/TSV (sequence column; scores not needed) or FASTA file, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sequence file {path} does not exist")
+    if path.suffix.lower() in FASTA_SUFFIXES:
+        sequences = [sequence for _, sequence in _fasta_records(path)]
+    else:
+        frame = _read_frame(path)
+        column = _pick_column([str(c) for c in frame.columns], SEQUENCE_COLUMNS, sequence_column, "sequence", path)
+        sequences = frame[column].tolist()
+    if not sequences:
+        raise UserError(f"{path} holds no sequences")
+    return sequences
 
 
 def _parse_score(label: str, raw: object, path: Path) -> float:

@@ -1,0 +1,62 @@
+"""``bib-ray serve``: deploy the scoring application on the embedded local Ray or a cluster."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from bib_ray.errors import UserError
+from bib_ray.service.settings import APPLICATION_NAME, ServeDeployment, ServiceSettings
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """UserError when ``host:port`` cannot be bound here (Serve would otherwise fail in its proxy actor)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port") from None
+
+
+def wait_until_healthy(url: str, timeout_s: float = 120.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise UserError(f"the service at {url} did not become healthy within {timeout_s:.0f} s (see `serve status`)")
+
+
+def deploy(settings: ServiceSettings, deployment: ServeDeployment, check_port: bool = True,
+           name: str = APPLICATION_NAME) -> str:
+    """Start Serve on ``deployment.host:port`` in the connected Ray, run the application, return its URL."""
+    from ray import serve
+
+    from bib_ray.service.app import ProxyScorer
+
+    settings = settings.with_checked_artifact()
+    if check_port:
+        ensure_port_free(deployment.host, deployment.port)
+    serve.start(http_options={"host": deployment.host, "port": deployment.port})
+    application = ProxyScorer.options(**deployment.deployment_options()).bind(
+        settings.model_dump(), settings.resolve_api_key())
+    serve.run(application, name=name, route_prefix=deployment.route_prefix,
+              logging_config={"enable_access_log": False, "log_level": "WARNING"})
+    url = f"http://{deployment.host}:{deployment.port}{deployment.route_prefix.rstrip('/')}"
+    wait_until_healthy(url)
+    return url
+
+
+def shutdown() -> None:
+    """Stop Serve (only when Ray is up: otherwise serve.shutdown would start a cluster to stop nothing)."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
