@@ -87,6 +87,15 @@ def _design_values(args: argparse.Namespace) -> dict:
     return values
 
 
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _mean_std(stat: dict) -> str:
+    """'0.812 +- 0.010', or 'n/a' when no design was scored."""
+    return "n/a" if stat["mean"] != stat["mean"] else f"{stat['mean']:.3f} +- {stat['std']:.3f}"
+
+
 def _print_result(summary: dict, out: Path) -> None:
     scores = summary["scores"]
     print(f"\ntask {summary['task']['name']} | method {summary['method']} | backbone {summary['lm_id']}")
@@ -99,11 +108,13 @@ def _print_result(summary: dict, out: Path) -> None:
         for seed in summary["per_seed"]:
             o = seed["oracle"]
             extra = "".join(f", {o[k]} {k}" for k in ("unknown", "infeasible") if o[k])
-            print(f"  seed {seed['seed']}: 100th {o['p100']:.3f}  50th {o['p50']:.3f}  "
+            print(f"  seed {seed['seed']}: 100th {_fmt(o['p100'])}  50th {_fmt(o['p50'])}  "
                   f"({o['ok']}/{o['designs']} scored{extra}; starting designs 100th {o['start_p100']:.3f}, "
                   f"best offline {o['offline_best']:.3f})")
-        print(f"  normalised 100th percentile {scores['p100']['mean']:.3f} +- {scores['p100']['std']:.3f}, "
-              f"50th {scores['p50']['mean']:.3f} +- {scores['p50']['std']:.3f} ({scores['oracle_kind']} oracle)")
+        print(f"  normalised 100th percentile {_mean_std(scores['p100'])}, 50th {_mean_std(scores['p50'])} "
+              f"({scores['oracle_kind']} oracle)")
+        if all(seed["oracle"]["ok"] == 0 for seed in summary["per_seed"]):
+            print("  no design could be scored: every one is outside the oracle's support (see 'unknown' above)")
     print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots, proxy/)")
 
 

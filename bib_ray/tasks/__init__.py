@@ -2,6 +2,7 @@
 
 Specs:
     tfbind8, tfbind8-r, tfbind10, tfbind10-r, gb1     need a data directory (--data-dir / $BIB_RAY_DATA)
+    avgfp, e4b, pab1                                  protein DMS scans (data directory), approximate oracles
     ehrlich, ehrlich:states=20,length=32,...          closed form, no data needed
     design-bench:TFBind8-Exact-v0                     through the design-bench package (--data-dir: its data folder)
     user:PATH  (or a bare PATH ending .csv/.tsv/.fasta/.fa)   your own data, no oracle
@@ -9,6 +10,7 @@ Specs:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,10 @@ TASKS = [
     TaskInfo("tfbind10", "DNA 10-mers, PHO4 binding, exact oracle; offline = y <= median", True),
     TaskInfo("tfbind10-r", "TFBind10 with BIB's split: offline = the 5,000 lowest rows", True),
     TaskInfo("gb1", "GB1 protein, 4 sites in the 56-aa domain, near-exact oracle (unmeasured = unknown)", True),
+    TaskInfo("avgfp", "avGFP brightness DMS, 237 aa; offline = lower half; approximate oracle within 9 "
+             "substitutions of wild type", True),
+    TaskInfo("e4b", "Ube4b U-box DMS, 102 aa; offline = lower half; approximate oracle within 5 substitutions", True),
+    TaskInfo("pab1", "Pab1 RRM DMS, 75 aa; offline = lower half; approximate oracle within 2 substitutions", True),
     TaskInfo("ehrlich", "Ehrlich closed-form function (pytorch-holo); options ehrlich:states=,length=,"
              "motifs=,motif_length=,quantization=,seed=,offline=", False),
     TaskInfo("design-bench:<name>", "a discrete design-bench task through the design-bench package", False),
@@ -41,6 +47,7 @@ TASKS = [
 
 def load_task(spec: str, data_dir: str | Path | None = None, alphabet: str | None = None) -> Task:
     """Build the task named by ``spec``; ``alphabet`` applies to user files only."""
+    from bib_ray.tasks.dms import SCANS, load_dms
     from bib_ray.tasks.ehrlich import load_ehrlich
     from bib_ray.tasks.gb1 import load_gb1
     from bib_ray.tasks.tfbind import load_tfbind8, load_tfbind10
@@ -63,6 +70,7 @@ def load_task(spec: str, data_dir: str | Path | None = None, alphabet: str | Non
         "tfbind10": lambda d: load_tfbind10(d, "standard"),
         "tfbind10-r": lambda d: load_tfbind10(d, "r"),
         "gb1": load_gb1,
+        **{name: functools.partial(load_dms, name) for name in SCANS},
     }
     if spec not in loaders:
         raise UserError(f"unknown task {spec!r}; run `bib-ray tasks` to list the choices")
