@@ -28,6 +28,8 @@ DESIGN_FLAGS = {  # flag -> (DesignConfig field, type, help)
     "--aux-hidden": ("aux_hidden", int, "hidden units of each aux member (default 64)"),
     "--aux-epochs": ("aux_epochs", int, "training epochs of the aux ensemble (default 20)"),
     "--aux-max-rows": ("aux_max_rows", int, "offline rows the aux ensemble trains on (default 20000)"),
+    "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
+                        "(DMS tasks; e.g. their mutation radius) or else from their starting sequence"),
     "--embed-batch-size": ("embed_batch_size", int, "rows per LM call when embedding (default 512)"),
     "--trajectory-batch": ("trajectory_batch", int, "trajectories per LM call / Ray task (default 128)"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),

@@ -39,6 +39,9 @@ class DesignConfig(BaseModel):
     trajectory_batch: int = Field(128, ge=1, description="trajectories per LM call (and per Ray task)")
     embed_batch_size: int = Field(512, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    max_mutations: int | None = Field(None, ge=1, description="at most this many substitutions from the task's "
+                                      "reference (DMS wild type) or else each design's start, applied when "
+                                      "decoding the final designs")
     cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL, description="how the adaptive modules' LM gradients are taken: one backward each (sequential) or one vmapped backward (batched)")
 
     @field_validator("seeds")

@@ -7,7 +7,7 @@ This is the single-process path; the Ray drivers reuse its pieces.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ import torch
 from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
-from bib_ray.core.design_variables import init_logits
+from bib_ray.core.design_variables import init_logits, limit_mutations
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
@@ -130,6 +130,7 @@ def merge_trajectories(parts: list[TrajectoryResult]) -> TrajectoryResult:
     return TrajectoryResult(
         start_codes=np.concatenate([p.start_codes for p in parts]),
         final_codes=np.concatenate([p.final_codes for p in parts]),
+        final_logits=np.concatenate([p.final_logits for p in parts]),
         history={key: np.concatenate([p.history[key] for p in parts], axis=1) for key in parts[0].history},
         cotangents=parts[0].cotangents)
 
@@ -161,6 +162,12 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
     logits = initial_logits(fitted.task, config.designs, seed, settings.init_std)
     trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
                         progress)
+    if config.max_mutations is not None:
+        task = fitted.task
+        base = trajectory.start_codes if task.reference is None else \
+            np.broadcast_to(task.reference, trajectory.start_codes.shape)
+        limited = limit_mutations(base, trajectory.final_logits, config.max_mutations)
+        trajectory = replace(trajectory, final_codes=limited)
     optimised = time.perf_counter()
     table, oracle_summary = design_table(fitted, aux, seed, trajectory)
     finished = time.perf_counter()

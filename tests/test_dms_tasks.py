@@ -95,3 +95,28 @@ def test_mutation_radius_is_the_largest_count_with_one_percent_support():
     counts = np.array([1] * 50 + [2] * 40 + [3] * 9 + [4] * 1 + [5] * 0)
     assert mutation_radius(counts) == 4
     assert mutation_radius(np.array([1] * 1000 + [2] * 5)) == 1
+
+
+def test_limit_mutations_keeps_the_largest_margins():
+    from bib_ray.core.design_variables import limit_mutations
+
+    start = np.array([[0, 0, 0, 0]])
+    logits = np.zeros((1, 4, 3), dtype=np.float32)
+    logits[0, :, 0] = 1.0  # the start letter everywhere ...
+    logits[0, 0, 1], logits[0, 1, 2], logits[0, 3, 1] = 3.0, 1.5, 5.0  # ... beaten at positions 0, 1, 3
+    assert limit_mutations(start, logits, 2).tolist() == [[1, 0, 0, 1]]  # margins 2.0, 0.5, 4.0
+    assert limit_mutations(start, logits, 3).tolist() == [[1, 2, 0, 1]]
+    assert limit_mutations(start, logits, 1).tolist() == [[0, 0, 0, 1]]
+
+
+def test_design_within_the_mutation_radius_is_scored(shared_data_dir, tmp_path):
+    from bib_ray.cli import main
+
+    out = tmp_path / "run"
+    assert main(["design", "--task", "pab1", "--data-dir", str(shared_data_dir), "--steps", "10", "--designs", "16",
+                 "--max-mutations", "2", "--local", "--quiet", "--out", str(out)]) == 0
+    designs = pd.read_csv(out / "designs.csv")
+    wild_type = encode([SCANS["pab1"].wild_type], PROTEIN)[0]
+    distance = (encode(designs["sequence"].tolist(), PROTEIN) != wild_type).sum(1)
+    assert distance.max() <= 2
+    assert (designs["oracle_status"] == "ok").sum() > 0

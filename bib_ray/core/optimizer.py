@@ -74,6 +74,7 @@ class TrajectoryResult:
 
     start_codes: np.ndarray
     final_codes: np.ndarray
+    final_logits: np.ndarray  # (B, L, V) float32: the design variables at the last step
     history: dict[str, np.ndarray]
     cotangents: str
 
@@ -200,6 +201,7 @@ class BIBOptimiser:
         return TrajectoryResult(
             start_codes=start_codes.cpu().numpy(),
             final_codes=logits.argmax(-1).cpu().numpy(),
+            final_logits=logits.detach().float().cpu().numpy(),
             history={key: torch.stack(values).numpy() for key, values in history.items()},
             cotangents=s.cotangents.value,
         )

@@ -66,6 +66,8 @@ class Task:
         infeasible_score: raw score reported for infeasible designs in percentiles (None: task has none).
         template: optional full-length int64 context (e.g. a wild-type domain); designs fill
             ``design_positions`` of it before the LM embeds them.
+        reference: optional (L,) sequence that mutation counts are taken from (a DMS wild type);
+            ``max_mutations`` limits designs relative to it, else relative to their starts.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Task:
     infeasible_score: float | None = None
     template: np.ndarray | None = None
     design_positions: np.ndarray | None = None
+    reference: np.ndarray | None = None
     description: str = ""
     details: dict = field(default_factory=dict)
 

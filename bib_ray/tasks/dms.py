@@ -105,7 +105,7 @@ def _load_scan(name: str, path: Path) -> Task:
         for position, residue in substitutions[source]:
             x[row, position] = residue
     return Task(name=name, alphabet=PROTEIN, x=x, y=y[offline], oracle=oracle,
-                score_range=(float(y.min()), float(y.max())), description=scan.description,
+                score_range=(float(y.min()), float(y.max())), reference=wild_type, description=scan.description,
                 details={"split": "BIB: offline = variants at or below the median score",
                          "offline_rows": int(len(offline)), "scan_variants": int(len(y)),
                          "nonsense_variants_set_aside": int(len(parsed) - len(keep)),
