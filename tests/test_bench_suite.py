@@ -1,0 +1,66 @@
+"""The evolutionary baseline and the benchmark suite harness (smallest setting, on the tests' Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bib_ray.core.evolution import EvolutionSettings, evolve
+
+
+def count_of_letter_two(codes: np.ndarray) -> np.ndarray:
+    return (codes == 2).sum(1).astype(float)
+
+
+def test_evolution_climbs_a_known_function_and_is_deterministic():
+    start = np.zeros((16, 12), dtype=np.int64)
+    settings = EvolutionSettings(rounds=30, population=16, children_per_round=64)
+    first = evolve(start, count_of_letter_two, 4, settings, seed=3)
+    second = evolve(start, count_of_letter_two, 4, settings, seed=3)
+    np.testing.assert_array_equal(first.final_codes, second.final_codes)
+    assert first.best_per_round[-1] >= 8  # from 0; the optimum is 12
+    assert np.all(np.diff(first.best_per_round) >= 0)  # elitist: the best never drops
+    assert len(np.unique(first.final_codes, axis=0)) == len(first.final_codes)  # distinct designs
+    assert np.all(first.final_scores[:-1] >= first.final_scores[1:])  # best first
+
+
+def test_evolution_respects_the_mutation_radius():
+    reference = np.zeros(12, dtype=np.int64)
+    start = np.zeros((8, 12), dtype=np.int64)
+    result = evolve(start, count_of_letter_two, 4, EvolutionSettings(rounds=20, population=8), seed=0,
+                    reference=reference, max_mutations=2)
+    assert (result.final_codes != reference).sum(1).max() <= 2
+    assert result.best_per_round[-1] == 2
+
+
+def test_evolution_settings_are_validated():
+    with pytest.raises(ValueError):
+        EvolutionSettings(rounds=0)
+    with pytest.raises(ValueError):
+        EvolutionSettings(mutation_rate=1.5)
+
+
+def test_suite_smoke_preset_writes_csv_markdown_and_plot(shared_data_dir, local_ray, tmp_path):
+    from bib_ray.bench.suite import METHODS, main
+
+    out = tmp_path / "bench"
+    assert main(["--preset", "smoke", "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet"]) == 0
+    frame = pd.read_csv(out / "suite.csv")
+    assert set(frame.method) == set(METHODS) and set(frame.task) == {"tfbind8", "pab1"}
+    assert len(frame) == 2 * len(METHODS)
+    exact = frame[frame.task == "tfbind8"]
+    assert exact.p100.between(0, 1).all() and (exact.scored == exact.designs).all()
+    dms = frame[frame.task == "pab1"]
+    assert (dms.oracle_kind == "approximate").all() and (dms.scored > 0).all()
+    text = (out / "suite.md").read_text()
+    assert "| tfbind8 | tiny | evolution |" in text and "worker" in text and "reproduce" in text
+    assert (out / "suite.png").stat().st_size > 10_000
+
+
+def test_suite_rejects_unknown_methods(local_ray):
+    from bib_ray.bench.suite import run_suite
+    from bib_ray.errors import UserError
+
+    with pytest.raises(UserError, match="unknown methods"):
+        run_suite(["tfbind8"], ["tiny"], ["bib", "magic"], [0], 2, 4, None, progress=False)
