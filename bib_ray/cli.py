@@ -10,7 +10,9 @@ from pathlib import Path
 
 from bib_ray.errors import UserError
 
-DESIGN_FLAGS = {  # flag -> (DesignConfig field, type, help)
+FlagTable = dict[str, tuple[str, type, str]]  # flag -> (settings field, type, help)
+
+DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--task": ("task", str, "task spec, e.g. ehrlich, tfbind8, tfbind8-r, gb1, user:my.csv (default ehrlich)"),
     "--data-dir": ("data_dir", str, "directory with task data files (default $BIB_RAY_DATA)"),
     "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, protein or the letters"),
@@ -50,7 +52,7 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-RAY_FLAGS = {  # flag -> (RaySettings field, type, help)
+RAY_FLAGS: FlagTable = {  # RaySettings fields
     "--address": ("address", str, "Ray cluster to use (default $RAY_ADDRESS, else an embedded local Ray)"),
     "--shards": ("shards", int, "LM replicas (Ray actors); default one per GPU, else per CPU (max 8)"),
     "--cpus-per-shard": ("cpus_per_shard", float, "CPUs per shard actor (default 1)"),
@@ -58,30 +60,28 @@ RAY_FLAGS = {  # flag -> (RaySettings field, type, help)
 }
 
 
-def add_ray_flags(parser: argparse.ArgumentParser) -> None:
-    for flag, (_, kind, text) in RAY_FLAGS.items():
+def add_flags(parser: argparse.ArgumentParser, table: FlagTable) -> None:
+    for flag, (_, kind, text) in table.items():
         parser.add_argument(flag, type=kind, help=text)
 
 
-def ray_settings(args: argparse.Namespace):
-    from bib_ray.config import RaySettings, format_validation_error
-    from pydantic import ValidationError
+def flag_values(args: argparse.Namespace, table: FlagTable) -> dict:
+    """{settings field: value} for the flags of ``table`` that were given."""
+    values = {field: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (field, _, _) in table.items()}
+    return {field: value for field, value in values.items() if value is not None}
 
-    values = {field: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (field, _, _) in RAY_FLAGS.items()}
-    try:
-        return RaySettings(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as error:
-        raise UserError(f"invalid Ray settings: {format_validation_error(error)}") from None
+
+def ray_settings(args: argparse.Namespace):
+    from bib_ray.config import RaySettings, parse_model
+
+    return parse_model(RaySettings, flag_values(args, RAY_FLAGS), "invalid Ray settings")
 
 
 def _design_values(args: argparse.Namespace) -> dict:
     from bib_ray.config import load_yaml_mapping
 
     values = load_yaml_mapping(args.config) if args.config else {}
-    for flag, (field, _, _) in DESIGN_FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            values[field] = value
+    values.update(flag_values(args, DESIGN_FLAGS))
     if args.adaptive_eta:
         values["adaptive_eta"] = True
     if args.seeds is not None:
@@ -149,15 +149,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.data_dir:
         sweep.base["data_dir"] = args.data_dir
     table, best = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet)
-    with_pandas_width = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     print(f"\nsweep {sweep.name}: {len(table)} trials, metric {METRIC} ({sweep.metric}; the oracle is reporting only)")
-    print(with_pandas_width)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if best is not None:
         print(f"best trial's designs and proxy artifact: {best}")
     return 0
 
 
-SERVE_FLAGS = {  # flag -> (ServiceSettings field, type, help)
+SERVE_FLAGS: FlagTable = {  # ServiceSettings fields
     "--device": ("device", str, "device of the LM in each replica: auto, cpu, cuda (default auto)"),
     "--max-batch-sequences": ("max_batch_sequences", int, "sequences per batched LM call (default 128)"),
     "--batch-wait-timeout": ("batch_wait_timeout_s", float, "seconds a batch waits to fill (default 0.005)"),
@@ -181,18 +180,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             actor_options[key] = value
     deployment = deployment.with_overrides(host=args.host, port=args.port, num_replicas=args.replicas,
                                            ray_actor_options=actor_options)
-    values = dict(deployment.settings_args, artifact=args.artifact)
-    for flag, (field, _, _) in SERVE_FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            values[field] = value
+    values = dict(deployment.settings_args, artifact=args.artifact, **flag_values(args, SERVE_FLAGS))
     settings = parse_service_settings(values).with_checked_artifact()
-    settings.resolve_api_key()
+    settings.resolve_api_key()  # fail before starting Ray
+    on_cluster = bool(args.address or os.environ.get("RAY_ADDRESS"))
     where = connect(args.address)
-    url = launch.deploy(settings, deployment, check_port=not (args.address or os.environ.get("RAY_ADDRESS")))
+    url = launch.deploy(settings, deployment, check_port=not on_cluster)
     print(f"serving {settings.artifact} at {url} on {where} "
           f"({deployment.num_replicas} replica(s), {actor_options}); docs at {url}/docs", flush=True)
-    if args.address or os.environ.get("RAY_ADDRESS"):
+    if on_cluster:
         print("the application keeps running on the cluster; stop it with `serve shutdown`")
         return 0
     try:
@@ -210,14 +206,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bib_ray.client import ProxyClient
+    from bib_ray.service.settings import key_from_env
     from bib_ray.tasks.user_data import read_sequences
 
     sequences = read_sequences(args.file, args.sequence_column)
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise UserError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset")
+    api_key = key_from_env(args.api_key_env, "--api-key-env") if args.api_key_env else None
     if args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     client = ProxyClient(args.url, api_key=api_key, timeout_s=args.timeout)
@@ -256,14 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     design = commands.add_parser("design", help="fit the proxy and design sequences")
     design.add_argument("--config", help="YAML file of design settings (flags override it)")
-    for flag, (_, kind, text) in DESIGN_FLAGS.items():
-        design.add_argument(flag, type=kind, help=text)
+    add_flags(design, DESIGN_FLAGS)
     design.add_argument("--adaptive-eta", action="store_true", help="adapt the step size with the aux model")
     design.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
     design.add_argument("--out", help="output directory (default runs/<task>-<method>-<time>)")
     design.add_argument("--quiet", action="store_true", help="no progress bars")
     design.add_argument("--local", action="store_true", help="run in this process, without Ray")
-    add_ray_flags(design)
+    add_flags(design, RAY_FLAGS)
     design.set_defaults(handler=cmd_design)
     sweep = commands.add_parser("sweep", help="Ray Tune search over the outer hyper-parameters")
     sweep.add_argument("--config", required=True, help="sweep YAML, e.g. tune_configs/quick.yaml")
@@ -271,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="runs/sweeps", help="where sweeps are stored (default runs/sweeps)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
-    add_ray_flags(sweep)
+    add_flags(sweep, RAY_FLAGS)
     sweep.set_defaults(handler=cmd_sweep)
     serve = commands.add_parser("serve", help="serve a fitted proxy artifact over HTTP (Ray Serve)")
     serve.add_argument("artifact", help="proxy artifact directory, e.g. runs/<run>/proxy")
@@ -281,8 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=int, help="replicas of the scoring deployment (default 1)")
     serve.add_argument("--cpus-per-replica", type=float, help="CPUs per replica (default 1)")
     serve.add_argument("--gpus-per-replica", type=float, help="GPUs per replica, fractions allowed (default 0)")
-    for flag, (_, kind, text) in SERVE_FLAGS.items():
-        serve.add_argument(flag, type=kind, help=text)
+    add_flags(serve, SERVE_FLAGS)
     serve.add_argument("--address", help="Ray cluster to deploy on (default $RAY_ADDRESS, else embedded local Ray)")
     serve.set_defaults(handler=cmd_serve)
     score = commands.add_parser("score", help="score a CSV/FASTA of sequences through a running service")

@@ -16,7 +16,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from bib_ray.errors import UserError
-from bib_ray.service.settings import API_KEY_HEADER
+from bib_ray.service.schemas import API_KEY_HEADER
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,7 +43,9 @@ class DesignConfig(BaseModel):
     max_mutations: int | None = Field(None, ge=1, description="at most this many substitutions from the task's "
                                       "reference (DMS wild type) or else each design's start, applied when "
                                       "decoding the final designs")
-    cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL, description="how the adaptive modules' LM gradients are taken: one backward each (sequential) or one vmapped backward (batched)")
+    cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL,
+                                          description="how the adaptive modules' LM gradients are taken: one "
+                                                      "backward each (sequential) or one vmapped backward (batched)")
 
     @field_validator("seeds")
     @classmethod
@@ -92,12 +95,20 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse_model(model: type[Model], values: dict, what: str) -> Model:
+    """``model`` validated from ``values``; pydantic errors become a UserError starting with ``what``."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise UserError(f"{what}: {format_validation_error(error)}") from None
+
+
 def build_config(values: dict) -> DesignConfig:
     """Validate a mapping into a DesignConfig, turning pydantic errors into a UserError."""
-    try:
-        return DesignConfig.model_validate(values)
-    except ValidationError as error:
-        raise UserError(f"invalid design configuration: {format_validation_error(error)}") from None
+    return parse_model(DesignConfig, values, "invalid design configuration")
 
 
 def load_yaml_mapping(path: str | Path) -> dict:

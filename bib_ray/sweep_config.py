@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bib_ray.config import DesignConfig, format_validation_error, load_yaml_mapping
-from bib_ray.errors import UserError
+from bib_ray.config import DesignConfig, load_yaml_mapping, parse_model
 
 TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "mode", "adaptive_eta",
            "aux_members", "aux_hidden", "aux_epochs", "backbone")
@@ -142,8 +141,4 @@ class SweepConfig(BaseModel):
 
 
 def load_sweep_config(path: str) -> SweepConfig:
-    values = load_yaml_mapping(path)
-    try:
-        return SweepConfig.model_validate(values)
-    except ValidationError as error:
-        raise UserError(f"{path}: invalid sweep configuration: {format_validation_error(error)}") from None
+    return parse_model(SweepConfig, load_yaml_mapping(path), f"{path}: invalid sweep configuration")

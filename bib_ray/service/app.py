@@ -19,8 +19,9 @@ from ray import serve
 from ray.serve import Application
 
 from bib_ray.errors import UserError
-from bib_ray.service.schemas import Health, ModelIdentity, ScoreRequest, ScoreResponse, SequenceScore, ServiceInfo
-from bib_ray.service.settings import API_KEY_HEADER, DEPLOYMENT_NAME, ServiceSettings, parse_service_settings
+from bib_ray.service.schemas import (API_KEY_HEADER, Health, ModelIdentity, ScoreRequest, ScoreResponse,
+                                     SequenceScore, ServiceInfo)
+from bib_ray.service.settings import DEPLOYMENT_NAME, ServiceSettings, parse_service_settings
 
 api = FastAPI(title="bib-ray proxy scoring",
               description="Scores designed sequences with a fitted BIB proxy (closed-form LM head) and its "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+API_KEY_HEADER = "X-API-Key"  # the header a protected service expects its key in
+
 
 class ScoreRequest(BaseModel):
     """Sequences of the designed residues, all of the proxy's length and alphabet."""

@@ -10,13 +10,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bib_ray.config import parse_model
 from bib_ray.errors import UserError
+from bib_ray.service.schemas import API_KEY_HEADER
 
 DEPLOYMENT_NAME = "ProxyScorer"
 APPLICATION_NAME = "bib-ray-proxy"
-API_KEY_HEADER = "X-API-Key"
+
+
+def key_from_env(variable: str, where: str) -> str:
+    """The API key held in environment variable ``variable``; UserError naming ``where`` if unset or empty."""
+    key = os.environ.get(variable, "")
+    if not key:
+        raise UserError(f"{where} is {variable!r} but that environment variable is empty or unset")
+    return key
 
 
 class ServiceSettings(BaseModel):
@@ -53,21 +62,11 @@ class ServiceSettings(BaseModel):
 
     def resolve_api_key(self) -> str | None:
         """The key from ``api_key_env`` (None when the service is open); an unset variable is an error."""
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env, "")
-        if not key:
-            raise UserError(f"api_key_env is {self.api_key_env!r} but that environment variable is empty or unset")
-        return key
+        return None if self.api_key_env is None else key_from_env(self.api_key_env, "api_key_env")
 
 
 def parse_service_settings(args: dict) -> ServiceSettings:
-    from bib_ray.config import format_validation_error
-
-    try:
-        return ServiceSettings(**args)
-    except ValidationError as error:
-        raise UserError(f"invalid service settings: {format_validation_error(error)}") from None
+    return parse_model(ServiceSettings, args, "invalid service settings")
 
 
 class ServeDeployment(BaseModel):
@@ -85,14 +84,9 @@ class ServeDeployment(BaseModel):
 
     def with_overrides(self, **overrides) -> "ServeDeployment":
         """A validated copy with the non-None ``overrides`` applied (CLI flags over the YAML)."""
-        from bib_ray.config import format_validation_error
-
         values = self.model_dump()
         values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return ServeDeployment(**values)
-        except ValidationError as error:
-            raise UserError(f"invalid serve settings: {format_validation_error(error)}") from None
+        return parse_model(ServeDeployment, values, "invalid serve settings")
 
     def deployment_options(self) -> dict:
         return {"num_replicas": self.num_replicas, "max_ongoing_requests": self.max_ongoing_requests,
@@ -107,13 +101,9 @@ def load_serve_yaml(path: str | Path) -> ServeDeployment:
     """Validate a Serve config file with Ray's own schema and pick out the bib-ray application."""
     from ray.serve.schema import ServeDeploySchema
 
-    from bib_ray.config import format_validation_error, load_yaml_mapping
+    from bib_ray.config import load_yaml_mapping
 
-    raw = load_yaml_mapping(path)
-    try:
-        schema = ServeDeploySchema.model_validate(raw)
-    except ValidationError as error:
-        raise UserError(f"{path}: not a valid Ray Serve config: {format_validation_error(error)}") from None
+    schema = parse_model(ServeDeploySchema, load_yaml_mapping(path), f"{path}: not a valid Ray Serve config")
     if len(schema.applications) != 1:
         raise UserError(f"{path}: expected exactly one application, found {len(schema.applications)}")
     application = schema.applications[0]
@@ -125,8 +115,5 @@ def load_serve_yaml(path: str | Path) -> ServeDeployment:
         for key in ("num_replicas", "max_ongoing_requests", "ray_actor_options"):
             if key in chosen:
                 values[key] = chosen[key]
-    try:
-        return ServeDeployment(**values)
-    except ValidationError as error:
-        raise UserError(f"{path}: unsupported deployment settings for bib-ray serve (use a fixed num_replicas): "
-                        f"{format_validation_error(error)}") from None
+    return parse_model(ServeDeployment, values,
+                       f"{path}: unsupported deployment settings for bib-ray serve (use a fixed num_replicas)")
