@@ -5,7 +5,8 @@
 spread in label units. The LM runs on the replica's event loop, blocking it: requests that
 arrive meanwhile are parsed together right after and form the next batch. (Running it in a
 worker thread was measured worse: the thread holds the GIL, so the loop admits requests one
-at a time and batches stay at one request.) ``build_app`` is the Serve application builder named in deployments/*.yaml.
+at a time and batches stay at one request.) ``build_app`` is the Serve application builder
+named in deployments/*.yaml; ``scorer_application`` is what it and ``bib-ray serve`` deploy.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the real Request/response types.
@@ -18,7 +19,9 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve import Application
 
+from bib_ray.alphabets import encode
 from bib_ray.errors import UserError
+from bib_ray.scoring import score_codes
 from bib_ray.service.schemas import (API_KEY_HEADER, Health, ModelIdentity, ScoreRequest, ScoreResponse,
                                      SequenceScore, ServiceInfo)
 from bib_ray.service.settings import DEPLOYMENT_NAME, ServiceSettings, parse_service_settings
@@ -57,10 +60,8 @@ def parse_score_request(body: bytes) -> ScoreRequest:
         raise HTTPException(422, f"expected {{\"sequences\": [\"...\", ...]}}: {problems}") from None
 
 
-def encode_request(sequences: list[str], alphabet: str, length: int, limit: int) -> np.ndarray:
-    """Uppercased, stripped sequences -> codes (n, length); 413 / 422 naming the offending entry."""
-    from bib_ray.alphabets import encode
-
+def encode_request(sequences: list[str], alphabet: str, length: int, limit: int) -> tuple[list[str], np.ndarray]:
+    """(uppercased, stripped sequences, their codes (n, length)); 413 / 422 naming the offending entry."""
     if not sequences:
         raise HTTPException(422, "sequences is empty: send at least one sequence")
     if len(sequences) > limit:
@@ -72,7 +73,7 @@ def encode_request(sequences: list[str], alphabet: str, length: int, limit: int)
             raise HTTPException(422, f"sequence {index} has length {len(sequence)}; this proxy scores "
                                      f"{length} designed residues over {alphabet!r}")
     try:
-        return encode(cleaned, alphabet)
+        return cleaned, encode(cleaned, alphabet)
     except UserError as error:
         raise HTTPException(422, str(error)) from None
 
@@ -108,8 +109,6 @@ class ProxyScorer:
 
     @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.005, batch_size_fn=sequences_in)
     async def _score_batch(self, items: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        from bib_ray.scoring import score_codes
-
         loaded = self.loaded
         codes = np.concatenate(items)
         scores = score_codes(loaded.embedder, loaded.proxy, loaded.aux, codes, len(codes))
@@ -122,10 +121,9 @@ class ProxyScorer:
         self._authorise(request)
         body = await read_limited_body(request, self.settings.max_body_bytes)
         parsed = parse_score_request(body)
-        codes = encode_request(parsed.sequences, self.loaded.alphabet, self.loaded.length,
-                               self.settings.max_sequences_per_request)
+        sequences, codes = encode_request(parsed.sequences, self.loaded.alphabet, self.loaded.length,
+                                          self.settings.max_sequences_per_request)
         scores = await self._score_batch(codes)
-        sequences = [s.strip().upper() for s in parsed.sequences]
         aux_mean, aux_std = scores.get("aux_mean"), scores.get("aux_std")
         rows = [SequenceScore(sequence=seq, proxy_score=float(scores["proxy_score"][i]),
                               aux_mean=None if aux_mean is None else float(aux_mean[i]),
@@ -146,12 +144,18 @@ class ProxyScorer:
                            template=meta["task"].get("template"),
                            design_positions=meta["task"].get("design_positions"),
                            lm_id=meta["backbone"]["spec"], hidden_size=int(meta["backbone"]["hidden_size"]),
-                           offline_rows=int(meta["offline_rows"]), aux_members=int(aux.get("settings", {}).get("members", 0)),
+                           offline_rows=int(meta["offline_rows"]),
+                           aux_members=int(aux.get("settings", {}).get("members", 0)),
                            artifact_sha256=self.loaded.sha256,
                            max_sequences_per_request=self.settings.max_sequences_per_request)
 
 
+def scorer_application(settings: ServiceSettings, options: dict | None = None) -> Application:
+    """The scoring application for ``settings`` (artifact checked), with Serve deployment ``options``."""
+    settings = settings.with_checked_artifact()
+    return ProxyScorer.options(**(options or {})).bind(settings.model_dump(), settings.resolve_api_key())
+
+
 def build_app(args: dict) -> Application:
     """Serve application builder (``import_path: bib_ray.service.app:build_app``); args -> ServiceSettings."""
-    settings = parse_service_settings(args).with_checked_artifact()
-    return ProxyScorer.bind(settings.model_dump(), settings.resolve_api_key())
+    return scorer_application(parse_service_settings(args))

@@ -38,14 +38,12 @@ def deploy(settings: ServiceSettings, deployment: ServeDeployment, check_port: b
     """Start Serve on ``deployment.host:port`` in the connected Ray, run the application, return its URL."""
     from ray import serve
 
-    from bib_ray.service.app import ProxyScorer
+    from bib_ray.service.app import scorer_application
 
-    settings = settings.with_checked_artifact()
+    application = scorer_application(settings, deployment.deployment_options())
     if check_port:
         ensure_port_free(deployment.host, deployment.port)
     serve.start(http_options={"host": deployment.host, "port": deployment.port})
-    application = ProxyScorer.options(**deployment.deployment_options()).bind(
-        settings.model_dump(), settings.resolve_api_key())
     serve.run(application, name=name, route_prefix=deployment.route_prefix,
               logging_config={"enable_access_log": False, "log_level": "WARNING"})
     url = f"http://{deployment.host}:{deployment.port}{deployment.route_prefix.rstrip('/')}"
