@@ -153,10 +153,12 @@ def run_trajectories_locally(fitted: FittedProxy, aux: AuxiliaryEnsemble | None,
 
 
 def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False,
-             runner: TrajectoryRunner = run_trajectories_locally) -> SeedResult:
-    """Train this seed's aux ensemble, optimise ``config.designs`` trajectories with ``runner``, evaluate."""
+             runner: TrajectoryRunner = run_trajectories_locally,
+             trained_aux: tuple[AuxiliaryEnsemble, dict] | None = None) -> SeedResult:
+    """Train this seed's aux ensemble (unless ``trained_aux`` gives it with its metrics), optimise
+    ``config.designs`` trajectories with ``runner``, evaluate."""
     started = time.perf_counter()
-    aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
+    aux, aux_metrics = trained_aux or train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
     settings = config.optimiser_settings()
     logits = initial_logits(fitted.task, config.designs, seed, settings.init_std)

@@ -67,7 +67,7 @@ def test_holdout_split_is_disjoint_and_fixed(shared_data_dir):
 @pytest.mark.parametrize("algorithm", ["random", "optuna"])
 def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm):
     sweep = small_sweep(f"small-{algorithm}", algorithm, samples=3)
-    sweep.base["data_dir"] = str(shared_data_dir)
+    sweep.base.update(data_dir=str(shared_data_dir), max_mutations=2)
     table, best = run_sweep(sweep, RaySettings(shards=1), tmp_path)
     assert len(table) == 3 and set(table.status) == {"completed"}
     assert {"lr", "mode", "design_score", "oracle_p100_reporting_only"} <= set(table.columns)
@@ -75,6 +75,9 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm)
     # the metric is not the oracle: it is in label units of the offline data (tfbind8-r y <= 0.242)
     assert (table.design_score < 0.5).all() and not np.allclose(table.design_score, table.oracle_p100_reporting_only)
     assert best is not None and (best / "designs.csv").is_file() and (best / "proxy" / "proxy.json").is_file()
+    designs = pd.read_csv(best / "designs.csv")
+    distance = [sum(a != b for a, b in zip(s, t)) for s, t in zip(designs.sequence, designs.start_sequence)]
+    assert max(distance) <= 2  # trials go through run_seed, so --max-mutations holds in sweeps too
     best_summary = json.loads((best / "summary.json").read_text())
     assert best_summary["hyperparameters"]["lr"] == pytest.approx(table.iloc[0]["lr"])
     assert (tmp_path / sweep.name / "sweep_results.csv").is_file()

@@ -40,13 +40,14 @@ HOLDOUT_SEED_OFFSET = 10_007
 @dataclass
 class PreparedBackbone:
     """What a trial needs from the embedding pass: statistics and aux rows of the training split,
-    and the held-out rows' embeddings and labels (empty for metric=aux)."""
+    and the held-out rows' statistics, embeddings and labels (None for metric=aux)."""
 
     statistics: EmbeddingStatistics
     aux_rows: np.ndarray
     aux_phi: torch.Tensor
-    holdout_phi: torch.Tensor
-    holdout_y: np.ndarray
+    holdout_statistics: EmbeddingStatistics | None
+    holdout_phi: torch.Tensor | None
+    holdout_y: np.ndarray | None
 
 
 def split_offline(task: Task, fraction: float) -> tuple[Task, Task]:
@@ -60,35 +61,34 @@ def split_offline(task: Task, fraction: float) -> tuple[Task, Task]:
             dataclasses.replace(task, x=task.x[held], y=task.y[held]))
 
 
-def prepare(sweep: SweepConfig, task: Task, settings: RaySettings, progress: bool) -> dict[str, PreparedBackbone]:
-    """Embed the offline set once per backbone on shard actors."""
+def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: RaySettings,
+            progress: bool) -> dict[str, PreparedBackbone]:
+    """Embed the training (and held-out) rows once per backbone on shard actors."""
     from bib_ray.core.aux_ensemble import aux_training_rows
     from bib_ray.distributed.design import shard_resources
     from bib_ray.distributed.shards import ShardPool
 
     base = sweep.base_config()
     backbones = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [base.backbone]
-    train, holdout = split_offline(task, sweep.holdout_fraction) if sweep.metric == "holdout" else (task, None)
     prepared = {}
     for backbone in backbones:
-        pool = ShardPool(backbone, task, shard_resources(settings), base.embed_batch_size)
+        pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size)
         try:
             aux_rows = aux_training_rows(len(train.y), base.aux_max_rows)
             statistics, aux_phi = pool.embed_statistics(train.x, train.y, aux_rows, progress)
-            holdout_phi = torch.zeros(0, statistics.dim)
-            if holdout is not None:
-                _, holdout_phi = pool.embed_statistics(holdout.x, holdout.y, np.arange(len(holdout.y)), progress)
+            holdout_statistics, holdout_phi = (None, None) if holdout is None else \
+                pool.embed_statistics(holdout.x, holdout.y, np.arange(len(holdout.y)), progress)
         finally:
             pool.shutdown()
-        prepared[backbone] = PreparedBackbone(statistics, aux_rows, aux_phi, holdout_phi,
-                                              np.zeros(0) if holdout is None else holdout.y)
+        prepared[backbone] = PreparedBackbone(statistics, aux_rows, aux_phi, holdout_statistics, holdout_phi,
+                                              None if holdout is None else holdout.y)
     return prepared
 
 
 def holdout_evaluator(prepared: PreparedBackbone, config: DesignConfig,
                       seed: int) -> tuple[AuxiliaryEnsemble, float, float]:
     """An ensemble trained only on the held-out rows, with the mean and std of their labels."""
-    statistics = EmbeddingStatistics.from_rows(prepared.holdout_phi, torch.as_tensor(prepared.holdout_y))
+    statistics = prepared.holdout_statistics
     mean, std = statistics.feature_moments()
     evaluator = AuxiliaryEnsemble(statistics.dim, config.aux_settings(), seed + HOLDOUT_SEED_OFFSET, mean, std)
     z = (torch.as_tensor(prepared.holdout_y) - statistics.label_mean) / statistics.label_std
@@ -96,13 +96,14 @@ def holdout_evaluator(prepared: PreparedBackbone, config: DesignConfig,
     return evaluator, statistics.label_mean, statistics.label_std
 
 
-def run_trial(hyperparameters: dict, sweep: SweepConfig, task: Task, prepared: dict[str, PreparedBackbone]) -> None:
-    """One Tune trial: a full single-seed design run, reporting ``design_score`` as it goes."""
+def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
+              prepared: dict[str, PreparedBackbone]) -> None:
+    """One Tune trial: a full single-seed design run (``run_seed``), reporting ``design_score`` as it goes."""
     from ray import tune
 
     from bib_ray.backbones import build_backbone
     from bib_ray.embedding import SequenceEmbedder
-    from bib_ray.pipeline import DesignRun, FittedProxy, SeedResult, design_table, initial_logits, train_aux
+    from bib_ray.pipeline import DesignRun, FittedProxy, run_seed, train_aux
     from bib_ray.report import write_run_directory
 
     started = time.perf_counter()
@@ -110,45 +111,40 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, task: Task, prepared: d
     seed = config.seeds[0]
     device = torch.device("cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
     own = prepared[config.backbone]
-    train_task = split_offline(task, sweep.holdout_fraction)[0] if sweep.metric == "holdout" else task
-    embedder = SequenceEmbedder(build_backbone(config.backbone, task.alphabet, task.read_length), train_task, device)
+    backbone = build_backbone(config.backbone, train_task.alphabet, train_task.read_length)
+    embedder = SequenceEmbedder(backbone, train_task, device)
     proxy = BidirectionalProxy(own.statistics, config.beta_scale, device=device)
     fitted = FittedProxy(train_task, embedder, own.statistics, proxy, own.aux_rows, own.aux_phi)
     aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
-    aux_done = time.perf_counter()
+    aux_seconds = time.perf_counter() - started
     if sweep.metric == "aux":
         evaluator, label = aux, (proxy.label_mean, proxy.label_std)
     else:
         evaluator, *label = holdout_evaluator(own, config, seed)
         evaluator = evaluator.to(device)
+    vocab = len(train_task.alphabet)
 
-    def score(logits: torch.Tensor) -> float:
+    def score(codes: torch.Tensor) -> float:
         with torch.no_grad():
-            phi = embedder.embed_designs(torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float())
+            phi = embedder.embed_designs(torch.nn.functional.one_hot(codes.to(device), vocab).float())
             return float(label[0] + label[1] * evaluator.mean(phi).mean())
 
-    settings = config.optimiser_settings()
-
     def report(step: int, logits: torch.Tensor) -> None:
-        if (step + 1) % sweep.report_every == 0 and step + 1 < settings.steps:
-            tune.report({METRIC: score(logits), "step": step + 1})
+        if (step + 1) % sweep.report_every == 0 and step + 1 < config.steps:
+            tune.report({METRIC: score(logits.argmax(-1)), "step": step + 1})
 
-    optimiser = BIBOptimiser(embedder.embed_designs, proxy, settings, aux if settings.needs_aux else None)
-    logits = initial_logits(train_task, config.designs, seed, settings.init_std).to(device)
-    optimise_started = time.perf_counter()
-    trajectory = optimiser.run_from_logits(logits, on_step=report)
-    optimised = time.perf_counter()
-    final_logits = torch.nn.functional.one_hot(torch.as_tensor(trajectory.final_codes), logits.shape[-1]).float()
-    table, oracle = design_table(fitted, aux, seed, trajectory)
-    result = SeedResult(seed, trajectory, aux, aux_metrics, table, oracle, timings={
-        "aux_fit_s": aux_done - started, "optimise_s": optimised - optimise_started,
-        "step_ms": 1000 * (optimised - optimise_started) / settings.steps,
-        "evaluate_s": time.perf_counter() - optimised})
+    def runner(fitted_, aux_, settings, logits: torch.Tensor, _batch: int, _progress: bool):
+        optimiser = BIBOptimiser(embedder.embed_designs, proxy, settings, aux_)
+        return optimiser.run_from_logits(logits.to(device), on_step=report)
+
+    result = run_seed(fitted, config, seed, runner=runner, trained_aux=(aux, aux_metrics))
+    result.timings["aux_fit_s"] = aux_seconds
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     write_run_directory(DesignRun(config, fitted, [result], time.perf_counter() - started), run_dir)
-    metrics = {METRIC: score(final_logits.to(device)), "step": settings.steps}
-    if oracle is not None:
-        metrics.update(oracle_p100_reporting_only=oracle["p100"], oracle_p50_reporting_only=oracle["p50"])
+    metrics = {METRIC: score(torch.as_tensor(result.trajectory.final_codes)), "step": config.steps}
+    if result.oracle_summary is not None:
+        metrics.update(oracle_p100_reporting_only=result.oracle_summary["p100"],
+                       oracle_p50_reporting_only=result.oracle_summary["p50"])
     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
 
 
@@ -208,8 +204,9 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
         raise UserError(f"nothing to resume at {experiment}")
     if not resume and experiment.exists():
         raise UserError(f"{experiment} exists: pass --resume to continue it or choose another --out")
-    prepared = prepare(sweep, task, settings, progress)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, task=task, prepared=prepared),
+    train, holdout = split_offline(task, sweep.holdout_fraction) if sweep.metric == "holdout" else (task, None)
+    prepared = prepare(sweep, train, holdout, settings, progress)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, train_task=train, prepared=prepared),
                                     {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     if resume:
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
