@@ -14,6 +14,13 @@ import numpy as np
 from bib_ray.tasks.base import DesignStatus, Task
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho: Pearson correlation of the (average-tie) ranks of ``a`` and ``b``."""
+    import pandas as pd
+
+    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise Hamming distance between equally shaped code arrays (B, L)."""
     return (np.asarray(a) != np.asarray(b)).sum(1)

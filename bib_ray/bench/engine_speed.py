@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from bib_ray.config import DesignConfig
-from bib_ray.core.design_variables import init_logits
-from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, Mode
-from bib_ray.pipeline import FittedProxy, fit_proxy, train_aux
+from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, Mode, OptimiserSettings
+from bib_ray.pipeline import FittedProxy, fit_proxy, initial_logits, train_aux
 from bib_ray.tasks import Task, load_task
 from bib_ray.tasks.data_dir import resolve_data_dir
 from bib_ray.tasks.tfbind import load_tfbind8_rows
@@ -32,8 +31,7 @@ def _optimiser(fitted: FittedProxy, aux, **overrides) -> BIBOptimiser:
 
 
 def _initial_logits(fitted: FittedProxy, designs: int, seed: int = 0) -> torch.Tensor:
-    starts = torch.as_tensor(fitted.task.starting_designs(designs))
-    return init_logits(starts, len(fitted.task.alphabet), torch.Generator().manual_seed(seed))
+    return initial_logits(fitted.task, designs, seed, OptimiserSettings().init_std)
 
 
 def time_run(optimiser: BIBOptimiser, logits: torch.Tensor) -> float:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
 
+from bib_ray.evaluation import spearman
 from bib_ray.pipeline import fit_proxy
 from bib_ray.tasks import load_task
 
@@ -21,10 +21,6 @@ def all_sequences(vocab: int, length: int) -> np.ndarray:
     """Every sequence over ``vocab`` letters of ``length``, in table order."""
     index = np.arange(vocab**length)
     return (index[:, None] // vocab ** np.arange(length - 1, -1, -1)) % vocab
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
 
 
 def main() -> None:

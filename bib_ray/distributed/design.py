@@ -51,7 +51,6 @@ def fit_proxy_on_shards(task: Task, config: DesignConfig, pool: ShardPool, progr
 def add_rows(fitted: FittedProxy, pool: ShardPool, codes: np.ndarray, y: np.ndarray) -> FittedProxy:
     """The proxy refitted with extra offline rows; only the new rows are embedded."""
     statistics, _ = pool.embed_statistics(codes, np.asarray(y, dtype=np.float64), np.zeros(0, dtype=np.int64))
-    task = fitted.task
     grown = dataclasses.replace(fitted.task, x=np.concatenate([fitted.task.x, codes]),
                                 y=np.concatenate([fitted.task.y, y]))
     merged = fitted.statistics + statistics

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bib_ray.evaluation import spearman
 from bib_ray.tasks.base import DesignStatus, OracleKind, OracleResult
 
 HIDDEN = 64
@@ -31,13 +32,6 @@ class SubstitutionMLP(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return self.out(torch.relu(self.bag(ids, offsets) + self.bias)).squeeze(-1)
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho: Pearson correlation of the (average-tie) ranks."""
-    import pandas as pd
-
-    return float(np.corrcoef(pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy())[0, 1])
 
 
 def bags(feature_lists: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +105,7 @@ def train_dms_oracle(wild_type: np.ndarray, variants: list[np.ndarray], scores: 
     with torch.no_grad():
         flat, offsets = bags([ids[i] for i in valid])
         predicted = model(flat, offsets).double().numpy() * std + mean
-    quality = {"validation_rows": int(len(valid)), "validation_spearman": rank_correlation(predicted, y[valid]),
+    quality = {"validation_rows": int(len(valid)), "validation_spearman": spearman(predicted, y[valid]),
                "validation_pearson": float(np.corrcoef(predicted, y[valid])[0, 1]),
                "substitutions": int(len(observed))}
     return DMSOracle(wild_type, feature_index.reshape(len(wild_type), vocab_size), radius, model, mean, std, quality)
