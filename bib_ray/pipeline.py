@@ -19,8 +19,10 @@ from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
 from bib_ray.core.design_variables import init_logits, limit_mutations
+from bib_ray.core.ntk import ReluNTK
+from bib_ray.core.ntk_proxy import NTKProxy, kernel_rows
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
-from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.embedding import SequenceEmbedder
 from bib_ray.evaluation import evaluate_with_oracle, novelty
@@ -48,7 +50,7 @@ class FittedProxy:
     task: Task
     embedder: SequenceEmbedder
     statistics: EmbeddingStatistics
-    proxy: BidirectionalProxy
+    proxy: DesignProxy
     aux_rows: np.ndarray
     aux_phi: torch.Tensor
     timings: dict[str, float] = field(default_factory=dict)
@@ -76,6 +78,20 @@ def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: 
     return FittedProxy(task, embedder, statistics, proxy, aux_rows, phi[aux_rows], timings={
         "load_backbone_s": loaded - started, "embed_offline_s": embedded - loaded,
         "embed_rows_per_s": len(task.y) / max(embedded - loaded, 1e-9), "solve_proxy_s": solved - embedded})
+
+
+def fit_ntk_proxy(task: Task, kernel: ReluNTK | None = None, max_rows: int = 5000, device: str = "auto",
+                  beta_scale: float = 1e-6) -> FittedProxy:
+    """The BDI-style baseline's fit: one-hot features (``onehot`` backbone, which the aux ensemble
+    also uses) with the NTK proxy on at most ``max_rows`` offline rows in place of the linear head."""
+    fitted = fit_proxy(task, "onehot", beta_scale, device, aux_max_rows=AuxiliarySettings.max_rows)
+    started = time.perf_counter()
+    rows = kernel_rows(len(task.y), max_rows)
+    phi = fitted.embedder.embed_codes(task.x[rows])
+    proxy = NTKProxy(phi, torch.as_tensor(task.y[rows]), fitted.statistics.label_mean,
+                     fitted.statistics.label_std, kernel, beta_scale, device=fitted.embedder.device)
+    timings = {**fitted.timings, "solve_proxy_s": time.perf_counter() - started, "kernel_rows": float(len(rows))}
+    return replace(fitted, proxy=proxy, timings=timings)
 
 
 def train_aux(fitted: FittedProxy, settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
-from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.proxy import DesignProxy
 from bib_ray.embedding import SequenceEmbedder
 
 
 @torch.no_grad()
-def score_codes(embedder: SequenceEmbedder, proxy: BidirectionalProxy, aux: AuxiliaryEnsemble | None,
+def score_codes(embedder: SequenceEmbedder, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
                 codes: np.ndarray, batch_size: int = 512) -> dict[str, np.ndarray]:
     """proxy_score = mu + sigma phi.w; aux_mean / aux_std = mean and spread of the members (if any)."""
     phi = embedder.embed_codes(codes, batch_size).to(embedder.device)

@@ -54,7 +54,10 @@ def test_suite_smoke_preset_writes_csv_markdown_and_plot(shared_data_dir, local_
     dms = frame[frame.task == "pab1"]
     assert (dms.oracle_kind == "approximate").all() and (dms.scored > 0).all()
     text = (out / "suite.md").read_text()
-    assert "| tfbind8 | tiny | evolution |" in text and "worker" in text and "reproduce" in text
+    assert "| tfbind8 | tiny | evolution |" in text and "| pab1 | ntk | bdi |" in text
+    assert set(frame[frame.method == "bdi"].backbone) == {"ntk"}
+    assert set(frame[frame.method != "bdi"].backbone) == {"tiny"}
+    assert "worker" in text and "reproduce" in text
     assert (out / "suite.png").stat().st_size > 10_000
 
 
@@ -64,3 +67,5 @@ def test_suite_rejects_unknown_methods(local_ray):
 
     with pytest.raises(UserError, match="unknown methods"):
         run_suite(["tfbind8"], ["tiny"], ["bib", "magic"], [0], 2, 4, None, progress=False)
+    with pytest.raises(UserError, match="not a backbone"):
+        run_suite(["tfbind8"], ["ntk"], ["bdi"], [0], 2, 4, None, progress=False)

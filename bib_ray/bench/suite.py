@@ -7,8 +7,11 @@
 Each (task, backbone) embeds its offline set once in a Ray task; the fitted proxy goes to the
 object store and every (method, seed) cell runs as its own Ray task (1 CPU) on it, exactly
 as ``bib-ray design`` would for one seed. Tasks with a reference sequence (the DMS scans)
-decode designs within their mutation radius. Methods: the BIB modes and ``evolution``
-(AdaLead-style mutate-and-select on the same LM proxy, ``bib_ray.core.evolution``).
+decode designs within their mutation radius. Methods: the BIB modes, ``evolution``
+(AdaLead-style mutate-and-select on the same LM proxy, ``bib_ray.core.evolution``) and
+``bdi`` (fixed-gamma bidirectional learning on the infinite-width ReLU NTK of one-hot inputs,
+``bib_ray.core.ntk_proxy``; it needs no LM, so it runs once per task, under backbone ``ntk``,
+on at most ``--kernel-rows`` offline rows).
 """
 
 from __future__ import annotations
@@ -33,51 +36,54 @@ METHODS = {  # name -> (mode, adaptive_eta); "evolution" is separate
     "forward+eta": ("forward", True),
     "backward": ("backward", False),
     "evolution": (None, False),
+    "bdi": ("bidirectional", False),
 }
+NTK_GROUP = "ntk"  # the backbone column of bdi rows: the NTK proxy on one-hot inputs
 PRESETS = {
     "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=",".join(METHODS), seeds="0", steps=5,
-                  designs=8),
+                  designs=8, kernel_rows=300),
     "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=",".join(METHODS),
-                seeds="0-4", steps=100, designs=128),
+                seeds="0-4", steps=100, designs=128, kernel_rows=5000),
 }
 
 
-def fit_group(task_spec: str, backbone: str, data_dir: str | None):
-    """Load the task and fit its proxy once (runs as a Ray task)."""
-    from bib_ray.pipeline import fit_proxy
+def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: int):
+    """Load the task and fit its proxy once (a Ray task with two returns: the fit and its timings)."""
+    from bib_ray.pipeline import fit_ntk_proxy, fit_proxy
     from bib_ray.tasks import load_task
 
     task = load_task(task_spec, data_dir)
-    return fit_proxy(task, backbone, device="cpu")
+    fitted = fit_ntk_proxy(task, max_rows=kernel_rows, device="cpu") if backbone == NTK_GROUP else \
+        fit_proxy(task, backbone, device="cpu")
+    return fitted, fitted.timings
 
 
 def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int, designs: int) -> dict:
     """One (method, seed) on a fitted proxy -> a row of normalised oracle percentiles and timings."""
-    import torch
-
     from bib_ray.config import build_config
     from bib_ray.core.evolution import EvolutionSettings, evolve
     from bib_ray.evaluation import evaluate_with_oracle
     from bib_ray.pipeline import run_seed
+    from bib_ray.scoring import score_codes
 
     started = time.perf_counter()
     task = fitted.task
     radius = task.details.get("mutation_radius") if task.reference is not None else None
     if method == "evolution":
         def proxy_score(codes: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return fitted.proxy.predict_raw(fitted.embedder.embed_codes(codes)).cpu().numpy()
+            return score_codes(fitted.embedder, fitted.proxy, None, codes)["proxy_score"]
 
         settings = EvolutionSettings(rounds=steps, population=designs, children_per_round=4 * designs)
-        result = evolve(task.starting_designs(designs), proxy_score, len(task.alphabet), settings, seed,
-                        designs, task.reference, radius)
-        final = result.final_codes
+        final = evolve(task.starting_designs(designs), proxy_score, len(task.alphabet), settings, seed,
+                       designs, task.reference, radius).final_codes
+        summary = evaluate_with_oracle(task, final).summary
     else:
         mode, eta = METHODS[method]
-        config = build_config(dict(task=task_spec, backbone=backbone, mode=mode, adaptive_eta=eta, steps=steps,
-                                   designs=designs, seeds=[seed], max_mutations=radius))
-        final = run_seed(fitted, config, seed).trajectory.final_codes
-    summary = evaluate_with_oracle(task, final).summary
+        config = build_config(dict(task=task_spec, backbone="onehot" if backbone == NTK_GROUP else backbone,
+                                   mode=mode, adaptive_eta=eta, steps=steps, designs=designs, seeds=[seed],
+                                   max_mutations=radius))
+        result = run_seed(fitted, config, seed)
+        final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
             "p100": summary["p100"], "p50": summary["p50"], "scored": summary["ok"],
             "unknown": summary["unknown"], "infeasible": summary["infeasible"], "designs": len(final),
@@ -85,20 +91,33 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
             "seconds": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
+def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
+    """Backbone -> the methods that run on it: every LM method on every backbone, bdi on ``ntk`` alone."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise UserError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    if NTK_GROUP in backbones:
+        raise UserError(f"{NTK_GROUP!r} is not a backbone: the bdi method brings its own NTK proxy")
+    lm_methods = [m for m in methods if m != "bdi"]
+    pairs = {backbone: lm_methods for backbone in backbones} if lm_methods else {}
+    if "bdi" in methods:
+        pairs[NTK_GROUP] = ["bdi"]
+    return pairs
+
+
 def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int,
-              designs: int, data_dir: str | None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+              designs: int, data_dir: str | None, progress: bool = True,
+              kernel_rows: int = 5000) -> tuple[pd.DataFrame, dict]:
     """All cells on the connected Ray; returns the per-cell rows and the fit timings per group."""
     import ray
     from tqdm.auto import tqdm
 
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise UserError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    fit_remote = ray.remote(num_cpus=1)(fit_group)
+    plan = grid(backbones, methods)
+    fit_remote = ray.remote(num_cpus=1, num_returns=2)(fit_group)
     cell_remote = ray.remote(num_cpus=1)(run_cell)
-    groups = {(t, b): fit_remote.remote(t, b, data_dir) for t in tasks for b in backbones}
+    groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for t in tasks for b in plan}
     cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs)
-             for (t, b), fitted in groups.items() for m in methods for s in seeds]
+             for (t, b), (fitted, _) in groups.items() for m in plan[b] for s in seeds]
     rows = []
     with tqdm(total=len(cells), desc="suite cells", disable=not progress) as bar:
         pending = list(cells)
@@ -106,7 +125,7 @@ def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds:
             done, pending = ray.wait(pending, num_returns=1)
             rows.append(ray.get(done[0]))
             bar.update(1)
-    fit_seconds = {f"{t}/{b}": ray.get(ref).timings for (t, b), ref in groups.items()}
+    fit_seconds = {f"{t}/{b}": ray.get(timings) for (t, b), (_, timings) in groups.items()}
     frame = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(methods)}
     frame = frame.sort_values(["task", "backbone", "method", "seed"],
@@ -173,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--designs", type=int)
+    parser.add_argument("--kernel-rows", type=int, help="offline rows in the bdi method's NTK (default 5000)")
     parser.add_argument("--address", help="Ray cluster (default $RAY_ADDRESS, else embedded local Ray)")
     parser.add_argument("--out", default="runs/bench", help="directory for suite.csv, suite.md, suite.png")
     parser.add_argument("--quiet", action="store_true")
@@ -185,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     frame, fits = run_suite(values["tasks"].split(","), values["backbones"].split(","),
                             values["methods"].split(","), parse_seeds(str(values["seeds"])), int(values["steps"]),
-                            int(values["designs"]), args.data_dir, progress=not args.quiet)
+                            int(values["designs"]), args.data_dir, progress=not args.quiet,
+                            kernel_rows=int(values["kernel_rows"]))
     wall = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(frame, out / "suite.png")
     print(f"\n{table}\n\n{workers}")
     for group, timings in fits.items():
-        print(f"  fit {group}: embed {timings['embed_offline_s']:.1f} s")
+        print(f"  fit {group}: embed {timings['embed_offline_s']:.1f} s, solve {timings['solve_proxy_s']:.1f} s")
     print(f"written: {out / 'suite.csv'}, {out / 'suite.md'}, {out / 'suite.png'}")
     return 0
 

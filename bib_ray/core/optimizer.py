@@ -22,7 +22,7 @@ import torch
 
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
 from bib_ray.core.design_variables import init_logits, straight_through
-from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.proxy import DesignProxy
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, torch.Tensor], None]
@@ -106,7 +106,7 @@ def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class BIBOptimiser:
     """Runs B trajectories of the BIB objective together; the LM is called once per step."""
 
-    def __init__(self, embed: EmbedFn, proxy: BidirectionalProxy, settings: OptimiserSettings,
+    def __init__(self, embed: EmbedFn, proxy: DesignProxy, settings: OptimiserSettings,
                  aux: AuxiliaryEnsemble | None = None) -> None:
         if settings.needs_aux and aux is None:
             raise ValueError("adaptive-gamma / adaptive-eta need an auxiliary model")

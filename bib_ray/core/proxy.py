@@ -11,12 +11,42 @@ costs O(d^2) per design, independent of N. Losses are computed in float64.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 from bib_ray.core.statistics import EmbeddingStatistics
 
 
-class BidirectionalProxy:
+class DesignProxy(ABC):
+    """What the optimiser needs of a proxy: standardised predictions and the two per-design losses
+    of designs given as features phi (B, d); labels are standardised with ``label_mean``/``label_std``."""
+
+    label_mean: float
+    label_std: float
+
+    @abstractmethod
+    def predict(self, phi: torch.Tensor) -> torch.Tensor:
+        """Standardised score per design, shape (B,), float64."""
+
+    @abstractmethod
+    def backward_loss(self, phi: torch.Tensor, target: float) -> torch.Tensor:
+        """Per-design L_bwd: error on D of the fit to the single pair (h, y_h), shape (B,)."""
+
+    @abstractmethod
+    def to(self, device: torch.device | str) -> "DesignProxy":
+        """Move the proxy's tensors to ``device`` (in place) and return it."""
+
+    def predict_raw(self, phi: torch.Tensor) -> torch.Tensor:
+        """Score in the original label units: mu + sigma * predict(phi)."""
+        return self.label_mean + self.label_std * self.predict(phi)
+
+    def forward_loss(self, phi: torch.Tensor, target: float) -> torch.Tensor:
+        """Per-design L_fwd = (predict(phi) - y_h)^2, shape (B,)."""
+        return (self.predict(phi) - target) ** 2
+
+
+class BidirectionalProxy(DesignProxy):
     """Closed-form forward (D -> design) and backward (design -> D) mappings on frozen embeddings."""
 
     def __init__(
@@ -55,14 +85,6 @@ class BidirectionalProxy:
     def predict(self, phi: torch.Tensor) -> torch.Tensor:
         """Standardised score phi . w_D for rows of phi (B, d)."""
         return phi.to(torch.float64) @ self.weights
-
-    def predict_raw(self, phi: torch.Tensor) -> torch.Tensor:
-        """Score in the original label units: mu + sigma * phi . w_D."""
-        return self.label_mean + self.label_std * self.predict(phi)
-
-    def forward_loss(self, phi: torch.Tensor, target: float) -> torch.Tensor:
-        """Per-design L_fwd = (phi . w_D - y_h)^2, shape (B,)."""
-        return (self.predict(phi) - target) ** 2
 
     def backward_loss(self, phi: torch.Tensor, target: float) -> torch.Tensor:
         """Per-design L_bwd: mean squared error on D of the ridge fit to the single pair (h, y_h)."""

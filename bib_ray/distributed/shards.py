@@ -13,7 +13,9 @@ was serving is retried (``max_task_retries``) with the same arguments and the sa
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,7 @@ import torch
 
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
-from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.proxy import DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.tasks.base import Task
 
@@ -44,7 +46,7 @@ class ProxyShard:
         phi = self.embedder.embed_codes(codes, self.embed_batch_size)
         return EmbeddingStatistics.from_rows(phi, torch.as_tensor(y)), phi[torch.as_tensor(keep, dtype=torch.long)]
 
-    def run_trajectories(self, proxy: BidirectionalProxy, aux: AuxiliaryEnsemble | None,
+    def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
                          settings: OptimiserSettings, logits: torch.Tensor) -> TrajectoryResult:
         """Optimise one batch of trajectories from ``logits`` on this replica."""
         device = self.embedder.device
@@ -102,6 +104,7 @@ class ShardPool:
                        for _ in range(resources.count)]
         self.embed_batch_size = embed_batch_size
         self.rows_embedded = 0
+        self._proxy_ref: tuple[DesignProxy, object] | None = None  # (proxy, its object ref), reused across seeds
 
     def map(self, call, items: list, progress: bool = False, description: str = "") -> list:
         """``call(actor, item) -> ObjectRef`` for every item, each sent to the next free actor;
@@ -140,13 +143,11 @@ class ShardPool:
         items = [(codes[a:b], y[a:b], keep_rows[(keep_rows >= a) & (keep_rows < b)] - a) for a, b in ranges]
         parts = self.map(lambda actor, item: actor.embed_rows.remote(*item), items, progress, "embedding on shards")
         self.rows_embedded += len(y)
-        statistics = EmbeddingStatistics.empty(parts[0][0].dim) if parts else None
-        for part_statistics, _ in parts:
-            statistics = statistics + part_statistics
+        statistics = functools.reduce(operator.add, (part for part, _ in parts[1:]), parts[0][0]) if parts else None
         kept = torch.cat([phi for _, phi in parts]) if parts else torch.zeros(0)
         return statistics, kept
 
-    def run_trajectories(self, proxy: BidirectionalProxy, aux: AuxiliaryEnsemble | None,
+    def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
                          settings: OptimiserSettings, logits: torch.Tensor, batch_size: int,
                          progress: bool) -> TrajectoryResult:
         """Trajectories split into batches of ``batch_size`` that run concurrently on the shards."""
@@ -154,7 +155,9 @@ class ShardPool:
 
         from bib_ray.pipeline import merge_trajectories
 
-        proxy_ref, aux_ref = ray.put(proxy.to("cpu")), ray.put(None if aux is None else aux.to("cpu"))
+        if self._proxy_ref is None or self._proxy_ref[0] is not proxy:
+            self._proxy_ref = (proxy, ray.put(proxy.to("cpu")))
+        proxy_ref, aux_ref = self._proxy_ref[1], ray.put(None if aux is None else aux.to("cpu"))
         batches = list(logits.cpu().split(batch_size))
         parts = self.map(lambda actor, batch: actor.run_trajectories.remote(proxy_ref, aux_ref, settings, batch),
                          batches, progress, "trajectory batches")
