@@ -1,4 +1,4 @@
-"""The ``bib-ray`` command line: design, sweep, serve, score, tasks, backbones."""
+"""The ``bib-ray`` command line: design, sweep, serve, score, bench, tasks, backbones."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--aux-max-rows": ("aux_max_rows", int, "offline rows the aux ensemble trains on (default 20000)"),
     "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
                         "(DMS tasks; e.g. their mutation radius) or else from their starting sequence"),
+    "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
+                                "shows at each position (DMS tasks: measured substitutions, which the oracle "
+                                "can score)"),
     "--embed-batch-size": ("embed_batch_size", int, "rows per LM call when embedding (default 512)"),
     "--trajectory-batch": ("trajectory_batch", int, "trajectories per LM call / Ray task (default 128)"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
@@ -62,7 +65,10 @@ RAY_FLAGS: FlagTable = {  # RaySettings fields
 
 def add_flags(parser: argparse.ArgumentParser, table: FlagTable) -> None:
     for flag, (_, kind, text) in table.items():
-        parser.add_argument(flag, type=kind, help=text)
+        if kind is bool:  # a switch: True when given, else left to the config / default
+            parser.add_argument(flag, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(flag, type=kind, help=text)
 
 
 def flag_values(args: argparse.Namespace, table: FlagTable) -> dict:
@@ -284,14 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--api-key-env", help="env var holding the service's API key")
     score.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     score.set_defaults(handler=cmd_score)
+    commands.add_parser("bench", add_help=False, help="the benchmark suite: method x task x seed grids on Ray "
+                        "(its own flags: bib-ray bench --help)")
     commands.add_parser("tasks", help="list the tasks").set_defaults(handler=cmd_tasks)
     commands.add_parser("backbones", help="list the LM backbones").set_defaults(handler=cmd_backbones)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["bench"]:  # its flags are the suite's own (bib_ray.bench.suite)
+            from bib_ray.bench.suite import main as bench_main
+
+            return bench_main(argv[1:], prog="bib-ray bench")
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except UserError as error:
         print(f"bib-ray: error: {error}", file=sys.stderr)

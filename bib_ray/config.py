@@ -43,6 +43,8 @@ class DesignConfig(BaseModel):
     max_mutations: int | None = Field(None, ge=1, description="at most this many substitutions from the task's "
                                       "reference (DMS wild type) or else each design's start, applied when "
                                       "decoding the final designs")
+    observed_letters_only: bool = Field(False, description="designs use only letters that the offline data "
+                                        "shows at each position (for DMS tasks: measured substitutions)")
     cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL,
                                           description="how the adaptive modules' LM gradients are taken: one "
                                                       "backward each (sequential) or one vmapped backward (batched)")

@@ -18,7 +18,7 @@ import torch
 from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
-from bib_ray.core.design_variables import init_logits, limit_mutations
+from bib_ray.core.design_variables import init_logits, limit_mutations, mask_logits
 from bib_ray.core.ntk import ReluNTK
 from bib_ray.core.ntk_proxy import NTKProxy, kernel_rows
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
@@ -135,10 +135,13 @@ def design_table(fitted: FittedProxy, aux: AuxiliaryEnsemble, seed: int,
     return table, None if evaluation is None else evaluation.summary
 
 
-def initial_logits(task: Task, designs: int, seed: int, init_std: float) -> torch.Tensor:
-    """Seed ``seed``'s starting logits for ``designs`` trajectories (the same wherever they then run)."""
+def initial_logits(task: Task, designs: int, seed: int, init_std: float,
+                   observed_letters_only: bool = False) -> torch.Tensor:
+    """Seed ``seed``'s starting logits for ``designs`` trajectories (the same wherever they then run);
+    with ``observed_letters_only``, letters the offline data never shows at a position are masked."""
     starts = torch.as_tensor(task.starting_designs(designs))
-    return init_logits(starts, len(task.alphabet), torch.Generator().manual_seed(seed), init_std)
+    logits = init_logits(starts, len(task.alphabet), torch.Generator().manual_seed(seed), init_std)
+    return mask_logits(logits, task.observed_letters()) if observed_letters_only else logits
 
 
 def merge_trajectories(parts: list[TrajectoryResult]) -> TrajectoryResult:
@@ -177,7 +180,7 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
     aux, aux_metrics = trained_aux or train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
     settings = config.optimiser_settings()
-    logits = initial_logits(fitted.task, config.designs, seed, settings.init_std)
+    logits = initial_logits(fitted.task, config.designs, seed, settings.init_std, config.observed_letters_only)
     trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
                         progress)
     if config.max_mutations is not None:

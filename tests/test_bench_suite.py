@@ -45,7 +45,10 @@ def test_suite_smoke_preset_writes_csv_markdown_and_plot(shared_data_dir, local_
     from bib_ray.bench.suite import METHODS, main
 
     out = tmp_path / "bench"
-    assert main(["--preset", "smoke", "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet"]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n<!-- suite:smoke -->\nold table\n<!-- /suite:smoke -->\ntail\n")
+    assert main(["--preset", "smoke", "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet",
+                 "--readme", str(readme)]) == 0
     frame = pd.read_csv(out / "suite.csv")
     assert set(frame.method) == set(METHODS) and set(frame.task) == {"tfbind8", "pab1"}
     assert len(frame) == 2 * len(METHODS)
@@ -57,7 +60,9 @@ def test_suite_smoke_preset_writes_csv_markdown_and_plot(shared_data_dir, local_
     assert "| tfbind8 | tiny | evolution |" in text and "| pab1 | ntk | bdi |" in text
     assert set(frame[frame.method == "bdi"].backbone) == {"ntk"}
     assert set(frame[frame.method != "bdi"].backbone) == {"tiny"}
-    assert "worker" in text and "reproduce" in text
+    assert "worker" in text and "reproduce" in text and "fits" in text
+    updated = readme.read_text()
+    assert "old table" not in updated and text.strip() in updated and updated.endswith("tail\n")
     assert (out / "suite.png").stat().st_size > 10_000
 
 
@@ -69,3 +74,20 @@ def test_suite_rejects_unknown_methods(local_ray):
         run_suite(["tfbind8"], ["tiny"], ["bib", "magic"], [0], 2, 4, None, progress=False)
     with pytest.raises(UserError, match="not a backbone"):
         run_suite(["tfbind8"], ["ntk"], ["bdi"], [0], 2, 4, None, progress=False)
+
+
+def test_task_lists_keep_option_commas_with_their_task():
+    from bib_ray.bench.suite import split_task_list
+
+    assert split_task_list("gb1, ehrlich:length=64,motifs=4,pab1") == ["gb1", "ehrlich:length=64,motifs=4", "pab1"]
+    assert split_task_list("ehrlich,ehrlich:states=8") == ["ehrlich", "ehrlich:states=8"]
+
+
+def test_readme_block_must_exist(tmp_path):
+    from bib_ray.bench.suite import update_readme
+    from bib_ray.errors import UserError
+
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    with pytest.raises(UserError, match="suite:dna"):
+        update_readme(readme, "dna", "table")

@@ -106,6 +106,8 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
     (["design", "--local", "--config", "/nonexistent.yaml"], "does not exist"),
     (["design", "--shards", "0"], "shards: Input should be greater than or equal to 1"),
     (["sweep", "--config", "/nonexistent.yaml"], "does not exist"),
+    (["bench", "--methods", "bib,magic"], "unknown methods ['magic']"),
+    (["bench", "--backbones", "ntk", "--methods", "bdi"], "not a backbone"),
 ])
 def test_bad_arguments_are_readable(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("BIB_RAY_DATA", raising=False)

@@ -120,3 +120,44 @@ def test_design_within_the_mutation_radius_is_scored(shared_data_dir, tmp_path):
     distance = (encode(designs["sequence"].tolist(), PROTEIN) != wild_type).sum(1)
     assert distance.max() <= 2
     assert (designs["oracle_status"] == "ok").sum() > 0
+
+
+def test_observed_letters_only_keeps_designs_inside_the_scan(shared_data_dir, tmp_path):
+    """Without the switch some pab1 designs use unmeasured substitutions (unknown to the oracle);
+    with it every design is built from letters the offline data shows, so all are scored."""
+    from bib_ray.cli import main
+
+    task = load_task("pab1", shared_data_dir)
+    observed = task.observed_letters()
+    assert observed.shape == (task.length, 20) and observed[np.arange(task.length), task.reference].all()
+    assert observed[np.arange(task.length)[None, :], task.x].all() and not observed.all()
+    statuses = {}
+    for switch in ([], ["--observed-letters-only"]):
+        out = tmp_path / ("on" if switch else "off")
+        assert main(["design", "--task", "pab1", "--data-dir", str(shared_data_dir), "--steps", "15", "--designs",
+                     "32", "--max-mutations", "2", "--mode", "forward", "--lr", "0.5", "--local", "--quiet",
+                     "--out", str(out)] + switch) == 0
+        statuses[bool(switch)] = pd.read_csv(out / "designs.csv")["oracle_status"]
+    assert (statuses[False] == "unknown").any()
+    restricted = encode(pd.read_csv(tmp_path / "on" / "designs.csv")["sequence"].tolist(), PROTEIN)
+    assert observed[np.arange(task.length)[None, :], restricted].all() and (statuses[True] == "ok").all()
+
+
+def test_masked_letters_are_checked_and_never_chosen():
+    import torch
+
+    from bib_ray.core.design_variables import MASKED_LOGIT, init_logits, mask_logits
+    from bib_ray.core.evolution import EvolutionSettings, evolve
+
+    allowed = np.ones((4, 3), dtype=bool)
+    allowed[:, 2] = False
+    logits = init_logits(torch.zeros(5, 4, dtype=torch.long), 3, torch.Generator().manual_seed(0))
+    masked = mask_logits(logits, allowed)
+    assert (masked[..., 2] == MASKED_LOGIT).all() and torch.equal(masked[..., :2], logits[..., :2])
+    with pytest.raises(ValueError, match="not allowed"):
+        mask_logits(init_logits(torch.full((1, 4), 2), 3, torch.Generator().manual_seed(0)), allowed)
+    with pytest.raises(ValueError, match="does not match"):
+        mask_logits(logits, allowed[:3])
+    result = evolve(np.zeros((8, 4), dtype=np.int64), lambda c: (c == 2).sum(1) + (c == 1).sum(1) * 0.5, 3,
+                    EvolutionSettings(rounds=20, population=8), seed=0, allowed=allowed)
+    assert not (result.final_codes == 2).any() and (result.final_codes == 1).any()

@@ -1,8 +1,9 @@
 """Benchmark suite: method x task x backbone x seed grids on Ray, written as CSV, markdown and a plot.
 
-    python -m bib_ray.bench.suite --data-dir ../shared/data --tasks tfbind8,tfbind8-r \
-        --backbones tiny --seeds 0-4 --out runs/bench
-    python -m bib_ray.bench.suite --preset smoke --data-dir ../shared/data --out /tmp/smoke   # CI
+    bib-ray bench --data-dir ../shared/data --tasks tfbind8,tfbind8-r --backbones tiny --seeds 0-4 \
+        --out runs/bench                      (or: python -m bib_ray.bench.suite ...)
+    bib-ray bench --preset smoke --data-dir ../shared/data --out /tmp/smoke   # CI
+    bib-ray bench --preset dna --data-dir ../shared/data --readme README.md   # the README's tables
 
 Each (task, backbone) embeds its offline set once in a Ray task; the fitted proxy goes to the
 object store and every (method, seed) cell runs as its own Ray task (1 CPU) on it, exactly
@@ -39,12 +40,32 @@ METHODS = {  # name -> (mode, adaptive_eta); "evolution" is separate
     "bdi": ("bidirectional", False),
 }
 NTK_GROUP = "ntk"  # the backbone column of bdi rows: the NTK proxy on one-hot inputs
+EHRLICH_SETTINGS = "ehrlich,ehrlich:length=64,motifs=4"  # (L 32, 2 motifs) and (L 64, 4 motifs), 20 states
 PRESETS = {
     "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=",".join(METHODS), seeds="0", steps=5,
                   designs=8, kernel_rows=300),
     "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=",".join(METHODS),
                 seeds="0-4", steps=100, designs=128, kernel_rows=5000),
+    "protein": dict(tasks=f"gb1,pab1,e4b,avgfp,{EHRLICH_SETTINGS}", backbones="tiny", methods=",".join(METHODS),
+                    seeds="0-4", steps=25, designs=128, kernel_rows=5000),
+    "protein-unirep": dict(tasks="gb1,pab1,e4b,ehrlich", backbones="unirep-256",
+                           methods=",".join(m for m in METHODS if m != "bdi"), seeds="0-4", steps=25, designs=128,
+                           kernel_rows=5000),
+    "dms-observed": dict(tasks="avgfp,e4b", backbones="tiny", methods=",".join(METHODS), seeds="0-4", steps=25,
+                         designs=128, kernel_rows=5000, observed_letters_only=True),
 }
+
+
+def split_task_list(text: str) -> list[str]:
+    """'gb1,ehrlich:length=64,motifs=4' -> ['gb1', 'ehrlich:length=64,motifs=4']: a piece with '='
+    and no ':' continues the previous task's options."""
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(",") if p.strip()):
+        if specs and "=" in piece and ":" not in piece and ":" in specs[-1]:
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs
 
 
 def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: int):
@@ -52,13 +73,15 @@ def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: 
     from bib_ray.pipeline import fit_ntk_proxy, fit_proxy
     from bib_ray.tasks import load_task
 
+    started = time.perf_counter()
     task = load_task(task_spec, data_dir)
     fitted = fit_ntk_proxy(task, max_rows=kernel_rows, device="cpu") if backbone == NTK_GROUP else \
         fit_proxy(task, backbone, device="cpu")
-    return fitted, fitted.timings
+    return fitted, {**fitted.timings, "fit_s": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
-def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int, designs: int) -> dict:
+def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int, designs: int,
+             observed_letters_only: bool = False) -> dict:
     """One (method, seed) on a fitted proxy -> a row of normalised oracle percentiles and timings."""
     from bib_ray.config import build_config
     from bib_ray.core.evolution import EvolutionSettings, evolve
@@ -75,13 +98,14 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
 
         settings = EvolutionSettings(rounds=steps, population=designs, children_per_round=4 * designs)
         final = evolve(task.starting_designs(designs), proxy_score, len(task.alphabet), settings, seed,
-                       designs, task.reference, radius).final_codes
+                       designs, task.reference, radius,
+                       task.observed_letters() if observed_letters_only else None).final_codes
         summary = evaluate_with_oracle(task, final).summary
     else:
         mode, eta = METHODS[method]
         config = build_config(dict(task=task_spec, backbone="onehot" if backbone == NTK_GROUP else backbone,
                                    mode=mode, adaptive_eta=eta, steps=steps, designs=designs, seeds=[seed],
-                                   max_mutations=radius))
+                                   max_mutations=radius, observed_letters_only=observed_letters_only))
         result = run_seed(fitted, config, seed)
         final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
@@ -107,7 +131,7 @@ def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
 
 def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int,
               designs: int, data_dir: str | None, progress: bool = True,
-              kernel_rows: int = 5000) -> tuple[pd.DataFrame, dict]:
+              kernel_rows: int = 5000, observed_letters_only: bool = False) -> tuple[pd.DataFrame, dict]:
     """All cells on the connected Ray; returns the per-cell rows and the fit timings per group."""
     import ray
     from tqdm.auto import tqdm
@@ -116,7 +140,7 @@ def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds:
     fit_remote = ray.remote(num_cpus=1, num_returns=2)(fit_group)
     cell_remote = ray.remote(num_cpus=1)(run_cell)
     groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for t in tasks for b in plan}
-    cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs)
+    cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs, observed_letters_only)
              for (t, b), (fitted, _) in groups.items() for m in plan[b] for s in seeds]
     rows = []
     with tqdm(total=len(cells), desc="suite cells", disable=not progress) as bar:
@@ -171,19 +195,32 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def worker_table(frame: pd.DataFrame, wall_seconds: float) -> str:
-    """How the suite's wall time divided over the Ray worker processes."""
-    busy = frame.groupby("worker_pid").seconds.agg(["count", "sum"])
-    lines = [f"suite wall time {wall_seconds:.1f} s; cell time {frame.seconds.sum():.1f} s over "
-             f"{len(busy)} worker processes"]
+def worker_table(frame: pd.DataFrame, fits: dict[str, dict], wall_seconds: float) -> str:
+    """How the suite's wall time divided over the Ray worker processes (proxy fits and cells)."""
+    fit_rows = pd.DataFrame([{"worker_pid": t["worker_pid"], "fit_s": t["fit_s"]} for t in fits.values()])
+    busy = frame.groupby("worker_pid").seconds.agg(["count", "sum"]).join(
+        fit_rows.groupby("worker_pid").fit_s.agg(fits="count", fit_s="sum"), how="outer").fillna(0)
+    lines = [f"suite wall time {wall_seconds:.1f} s; {fit_rows.fit_s.sum():.1f} s of proxy fits and "
+             f"{frame.seconds.sum():.1f} s of runs over {len(busy)} worker processes"]
     for pid, row in busy.iterrows():
-        lines.append(f"  worker {pid}: {int(row['count'])} cells, {row['sum']:.1f} s busy "
-                     f"({100 * row['sum'] / wall_seconds:.0f} % of the wall time)")
+        total = row["sum"] + row["fit_s"]
+        lines.append(f"  worker {int(pid)}: {int(row['fits'])} fits ({row['fit_s']:.1f} s) + {int(row['count'])} "
+                     f"runs ({row['sum']:.1f} s) = {100 * total / wall_seconds:.0f} % of the wall time")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def update_readme(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- suite:NAME -->`` and ``<!-- /suite:NAME -->`` in ``path``."""
+    begin, end = f"<!-- suite:{name} -->", f"<!-- /suite:{name} -->"
+    content = path.read_text()
+    if content.count(begin) != 1 or content.count(end) != 1 or content.index(begin) > content.index(end):
+        raise UserError(f"{path}: needs exactly one {begin} ... {end} block to update")
+    head, rest = content.split(begin)
+    path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}")
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (flags given override it)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--tasks")
@@ -193,29 +230,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--designs", type=int)
     parser.add_argument("--kernel-rows", type=int, help="offline rows in the bdi method's NTK (default 5000)")
+    parser.add_argument("--observed-letters-only", action="store_true", default=None,
+                        help="designs use only letters the offline data shows at each position")
     parser.add_argument("--address", help="Ray cluster (default $RAY_ADDRESS, else embedded local Ray)")
     parser.add_argument("--out", default="runs/bench", help="directory for suite.csv, suite.md, suite.png")
+    parser.add_argument("--readme", type=Path, help="also write the table into this file's "
+                        "<!-- suite:PRESET --> block (PRESET: the preset's name, else 'custom')")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    values = dict(PRESETS["dna"] if args.preset is None else PRESETS[args.preset])
+    values = {"observed_letters_only": False, **(PRESETS["dna"] if args.preset is None else PRESETS[args.preset])}
     values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
+    grid(values["backbones"].split(","), values["methods"].split(","))  # bad names fail before Ray starts
     from bib_ray.distributed.runtime import connect
 
     where = connect(args.address)
     started = time.perf_counter()
-    frame, fits = run_suite(values["tasks"].split(","), values["backbones"].split(","),
+    frame, fits = run_suite(split_task_list(values["tasks"]), values["backbones"].split(","),
                             values["methods"].split(","), parse_seeds(str(values["seeds"])), int(values["steps"]),
                             int(values["designs"]), args.data_dir, progress=not args.quiet,
-                            kernel_rows=int(values["kernel_rows"]))
+                            kernel_rows=int(values["kernel_rows"]),
+                            observed_letters_only=bool(values.get("observed_letters_only", False)))
     wall = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "suite.csv", index=False)
     table = markdown(frame)
-    workers = worker_table(frame, wall)
-    command = "python -m bib_ray.bench.suite " + " ".join(argv if argv is not None else sys.argv[1:])
-    (out / "suite.md").write_text(f"{table}\n\n{workers}\n\n{values['steps']} steps, {values['designs']} designs, "
-                                  f"on {where}; reproduce: `{command}`\n")
+    workers = worker_table(frame, fits, wall)
+    command = f"{prog or 'python -m bib_ray.bench.suite'} " + " ".join(argv if argv is not None else sys.argv[1:])
+    restricted = ", observed letters only" if values["observed_letters_only"] else ""
+    report = (f"{table}\n\n```\n{workers}\n```\n\n{values['steps']} steps, {values['designs']} designs"
+              f"{restricted}, on {where}; reproduce: `{command}`\n")
+    (out / "suite.md").write_text(report)
+    if args.readme is not None:
+        update_readme(args.readme, args.preset or "custom", report)
     plot(frame, out / "suite.png")
     print(f"\n{table}\n\n{workers}")
     for group, timings in fits.items():

@@ -19,6 +19,23 @@ def init_logits(seeds: torch.Tensor, vocab_size: int, generator: torch.Generator
     return noise.scatter(-1, seed_index, top_value)
 
 
+MASKED_LOGIT = -1e4  # far below any reachable logit: softmax weight 0, never the argmax
+
+
+def mask_logits(logits: torch.Tensor, allowed: np.ndarray) -> torch.Tensor:
+    """Set the logits of letters not ``allowed`` (L, V) bool at a position to MASKED_LOGIT.
+
+    Their softmax weight and hence their gradient are then 0, so Adam never moves them and
+    decoding never picks them. The letters of the current argmax must be allowed."""
+    mask = torch.as_tensor(np.asarray(allowed, dtype=bool), device=logits.device)
+    if mask.shape != logits.shape[1:]:
+        raise ValueError(f"allowed {tuple(mask.shape)} does not match logits {tuple(logits.shape[1:])}")
+    positions = torch.arange(mask.shape[0], device=logits.device)[None, :]
+    if not bool(mask[positions, logits.argmax(-1)].all()):
+        raise ValueError("a starting letter is not allowed at its position")
+    return logits.masked_fill(~mask, MASKED_LOGIT)
+
+
 def straight_through(logits: torch.Tensor) -> torch.Tensor:
     """Hard one-hot of argmax in the forward pass; gradient of softmax in the backward pass."""
     soft = torch.softmax(logits, dim=-1)

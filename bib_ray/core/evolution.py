@@ -5,7 +5,8 @@ best; children are parents recombined (uniform crossover with another parent, pr
 ``recombination_rate``) and mutated (each residue with probability ``mutation_rate``, default
 1/L, to a different letter); the population becomes the best ``population`` distinct
 sequences of parents and children. With ``reference`` and ``max_mutations``, children more
-than ``max_mutations`` substitutions from the reference are discarded.
+than ``max_mutations`` substitutions from the reference are discarded; with ``allowed``,
+mutations keep to the letters allowed at each position.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def _distinct_best(codes: np.ndarray, scores: np.ndarray, keep: int) -> tuple[np
 
 def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: EvolutionSettings, seed: int,
            designs: int | None = None, reference: np.ndarray | None = None,
-           max_mutations: int | None = None) -> EvolutionResult:
-    """Run the rounds from the ``start`` population; return the best ``designs`` distinct sequences."""
+           max_mutations: int | None = None, allowed: np.ndarray | None = None) -> EvolutionResult:
+    """Run the rounds from the ``start`` population; return the best ``designs`` distinct sequences.
+    With ``allowed`` (L, V) bool, a mutation to a letter not allowed at its position is undone."""
     rng = np.random.default_rng(seed)
     length = start.shape[1]
     rate = settings.mutation_rate if settings.mutation_rate is not None else 1.0 / length
@@ -69,7 +71,10 @@ def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: Evol
         children = np.where(crossover, mates, children)
         mutate = rng.random(children.shape) < rate
         shift = rng.integers(1, vocab_size, children.shape)  # a different letter, uniformly
-        children = np.where(mutate, (children + shift) % vocab_size, children)
+        mutated = np.where(mutate, (children + shift) % vocab_size, children)
+        if allowed is not None:
+            mutate &= allowed[np.arange(length)[None, :], mutated]
+        children = np.where(mutate, mutated, children)
         if reference is not None and max_mutations is not None:
             children = children[(children != reference[None]).sum(1) <= max_mutations]
         if len(children):

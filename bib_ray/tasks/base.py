@@ -115,6 +115,16 @@ class Task:
         order = np.argsort(-self.y, kind="stable")
         return self.x[order[np.arange(n) % len(order)]]
 
+    def observed_letters(self) -> np.ndarray:
+        """(L, V) bool: the letters the offline data shows at each designed position (and the
+        reference's letters, if any). Designs restricted to them stay inside a scan's measured
+        substitutions, which is where a DMS oracle can score them."""
+        observed = np.zeros((self.length, len(self.alphabet)), dtype=bool)
+        observed[np.arange(self.length)[None, :], self.x] = True
+        if self.reference is not None:
+            observed[np.arange(self.length), self.reference] = True
+        return observed
+
     def normalise(self, scores: np.ndarray) -> np.ndarray:
         """(score - min) / (max - min) with the task's ground-truth range; NaN stays NaN."""
         if self.score_range is None:
