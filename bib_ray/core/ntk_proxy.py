@@ -60,6 +60,15 @@ class NTKProxy(DesignProxy):
     def backward_loss(self, phi: torch.Tensor, target: float) -> torch.Tensor:
         """Per-design L_bwd = mean_i (c_h K(x_i, h) - y_i)^2, shape (B,)."""
         phi = phi.to(torch.float64)
+        return self._backward_from_cross(phi, self.kernel(phi, self.x), target)
+
+    def losses(self, phi: torch.Tensor, target: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(predict, L_fwd, L_bwd) from one evaluation of the cross kernel K_hX (the step's main cost)."""
+        phi = phi.to(torch.float64)
         cross = self.kernel(phi, self.x)
+        prediction = cross @ self.alpha
+        return prediction, (prediction - target) ** 2, self._backward_from_cross(phi, cross, target)
+
+    def _backward_from_cross(self, phi: torch.Tensor, cross: torch.Tensor, target: float) -> torch.Tensor:
         coefficient = target / (self.kernel.self_kernel(phi) * (1.0 + self.design_beta_scale))
         return ((coefficient[:, None] * cross - self.y) ** 2).mean(-1)

@@ -122,8 +122,7 @@ class BIBOptimiser:
         s = self.settings
         head = phi.detach().to(torch.float64).requires_grad_(True)
         with torch.enable_grad():
-            loss_fwd = self.proxy.forward_loss(head, s.target)
-            loss_bwd = self.proxy.backward_loss(head, s.target)
+            prediction, loss_fwd, loss_bwd = self.proxy.losses(head, s.target)
             outputs = []
             if s.mode is Mode.ADAPTIVE_GAMMA:
                 outputs += [loss_fwd.sum(), loss_bwd.sum()]
@@ -134,7 +133,7 @@ class BIBOptimiser:
                 outputs.append(aux_score.sum())
             cotangents = [torch.autograd.grad(out, head, retain_graph=True)[0] for out in outputs]
         records = {
-            "proxy_score": self.proxy.predict(head).detach(),
+            "proxy_score": prediction.detach(),
             "loss_forward": loss_fwd.detach(),
             "loss_backward": loss_bwd.detach(),
         }

@@ -45,6 +45,11 @@ class DesignProxy(ABC):
         """Per-design L_fwd = (predict(phi) - y_h)^2, shape (B,)."""
         return (self.predict(phi) - target) ** 2
 
+    def losses(self, phi: torch.Tensor, target: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(predict, L_fwd, L_bwd) of one optimiser step; proxies whose two losses share work override it."""
+        prediction = self.predict(phi)
+        return prediction, (prediction - target) ** 2, self.backward_loss(phi, target)
+
 
 class BidirectionalProxy(DesignProxy):
     """Closed-form forward (D -> design) and backward (design -> D) mappings on frozen embeddings."""
