@@ -61,10 +61,14 @@ class FittedProxy:
         return (y - self.proxy.label_mean) / self.proxy.label_std
 
 
+ProxyBuilder = Callable[[EmbeddingStatistics, torch.Tensor, torch.device], DesignProxy]  # (stats, phi of all rows)
+
+
 def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: str = "auto",
-              batch_size: int = 512, progress: bool = False,
-              aux_max_rows: int = AuxiliarySettings.max_rows) -> FittedProxy:
-    """Embed the offline set once and solve the proxy in closed form."""
+              batch_size: int = 512, progress: bool = False, aux_max_rows: int = AuxiliarySettings.max_rows,
+              build_proxy: ProxyBuilder | None = None) -> FittedProxy:
+    """Embed the offline set once and solve the proxy in closed form (the linear head unless
+    ``build_proxy`` makes another from the statistics and the offline embeddings)."""
     target = resolve_device(device)
     started = time.perf_counter()
     backbone = build_backbone(backbone_spec, task.alphabet, task.read_length)
@@ -72,7 +76,8 @@ def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: 
     loaded = time.perf_counter()
     statistics, phi = embedder.statistics(task.x, task.y, batch_size, progress)
     embedded = time.perf_counter()
-    proxy = BidirectionalProxy(statistics, beta_scale=beta_scale, device=target)
+    proxy = build_proxy(statistics, phi, target) if build_proxy is not None else \
+        BidirectionalProxy(statistics, beta_scale=beta_scale, device=target)
     solved = time.perf_counter()
     aux_rows = aux_training_rows(len(task.y), aux_max_rows)
     return FittedProxy(task, embedder, statistics, proxy, aux_rows, phi[aux_rows], timings={
@@ -84,14 +89,13 @@ def fit_ntk_proxy(task: Task, kernel: ReluNTK | None = None, max_rows: int = 500
                   beta_scale: float = 1e-6) -> FittedProxy:
     """The BDI-style baseline's fit: one-hot features (``onehot`` backbone, which the aux ensemble
     also uses) with the NTK proxy on at most ``max_rows`` offline rows in place of the linear head."""
-    fitted = fit_proxy(task, "onehot", beta_scale, device, aux_max_rows=AuxiliarySettings.max_rows)
-    started = time.perf_counter()
     rows = kernel_rows(len(task.y), max_rows)
-    phi = fitted.embedder.embed_codes(task.x[rows])
-    proxy = NTKProxy(phi, torch.as_tensor(task.y[rows]), fitted.statistics.label_mean,
-                     fitted.statistics.label_std, kernel, beta_scale, device=fitted.embedder.device)
-    timings = {**fitted.timings, "solve_proxy_s": time.perf_counter() - started, "kernel_rows": float(len(rows))}
-    return replace(fitted, proxy=proxy, timings=timings)
+
+    def build(statistics: EmbeddingStatistics, phi: torch.Tensor, target: torch.device) -> NTKProxy:
+        return NTKProxy(phi[rows], torch.as_tensor(task.y[rows]), statistics.label_mean, statistics.label_std,
+                        kernel, beta_scale, device=target)
+
+    return fit_proxy(task, "onehot", beta_scale, device, build_proxy=build)
 
 
 def train_aux(fitted: FittedProxy, settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
