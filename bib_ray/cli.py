@@ -32,6 +32,7 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--aux-max-rows": ("aux_max_rows", int, "offline rows the aux ensemble trains on (default 20000)"),
     "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
                         "(DMS tasks; e.g. their mutation radius) or else from their starting sequence"),
+    "--adaptive-eta": ("adaptive_eta", bool, "adapt the step size with the aux model (any mode)"),
     "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
                                 "shows at each position (DMS tasks: measured substitutions, which the oracle "
                                 "can score)"),
@@ -88,8 +89,6 @@ def _design_values(args: argparse.Namespace) -> dict:
 
     values = load_yaml_mapping(args.config) if args.config else {}
     values.update(flag_values(args, DESIGN_FLAGS))
-    if args.adaptive_eta:
-        values["adaptive_eta"] = True
     if args.seeds is not None:
         values["seeds"] = parse_seeds(args.seeds)
     return values
@@ -256,7 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     design = commands.add_parser("design", help="fit the proxy and design sequences")
     design.add_argument("--config", help="YAML file of design settings (flags override it)")
     add_flags(design, DESIGN_FLAGS)
-    design.add_argument("--adaptive-eta", action="store_true", help="adapt the step size with the aux model")
     design.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
     design.add_argument("--out", help="output directory (default runs/<task>-<method>-<time>)")
     design.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                             values["methods"].split(","), parse_seeds(str(values["seeds"])), int(values["steps"]),
                             int(values["designs"]), args.data_dir, progress=not args.quiet,
                             kernel_rows=int(values["kernel_rows"]),
-                            observed_letters_only=bool(values.get("observed_letters_only", False)))
+                            observed_letters_only=bool(values["observed_letters_only"]))
     wall = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
