@@ -91,3 +91,35 @@ def test_readme_block_must_exist(tmp_path):
     readme.write_text("no markers here\n")
     with pytest.raises(UserError, match="suite:dna"):
         update_readme(readme, "dna", "table")
+
+
+def test_suite_writes_rows_as_they_finish_and_resumes_a_cut_off_run(shared_data_dir, local_ray, tmp_path,
+                                                                       monkeypatch):
+    import bib_ray.bench.suite as suite
+    from bib_ray.errors import UserError
+
+    out = tmp_path / "bench"
+    flags = ["--tasks", "tfbind8", "--backbones", "onehot", "--methods", "bib,evolution", "--seeds", "0-1",
+             "--steps", "2", "--designs", "4", "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet"]
+
+    def cut_off(*_args, **_kwargs):
+        raise KeyboardInterrupt  # the run dies after its last cell, before the sorted CSV is written
+
+    with monkeypatch.context() as patch:
+        patch.setattr(suite, "sort_rows", cut_off)
+        with pytest.raises(KeyboardInterrupt):
+            suite.main(flags)
+    written = pd.read_csv(out / "suite.csv")
+    assert len(written) == 4 and list(written.columns) == suite.ROW_COLUMNS  # every finished row is on disk
+    kept = written[~((written.method == "bib") & (written.seed == 1))]
+    kept.to_csv(out / "suite.csv", index=False)
+
+    assert suite.main(flags + ["--resume"]) == 0
+    resumed = pd.read_csv(out / "suite.csv")
+    assert len(resumed) == 4 and list(resumed.method) == ["bib", "bib", "evolution", "evolution"]
+    merged = resumed.merge(kept, on=["method", "seed"], suffixes=("", "_kept"))
+    assert len(merged) == 3 and (merged.seconds == merged.seconds_kept).all()  # kept rows were not rerun
+    assert "3 earlier rows kept" in (out / "suite.md").read_text()
+
+    with pytest.raises(UserError, match="outside this grid"):
+        suite.main([f if f != "0-1" else "0" for f in flags] + ["--resume"])

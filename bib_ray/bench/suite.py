@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,9 @@ PRESETS = {
                            kernel_rows=5000),
     "dms-observed": dict(tasks="avgfp,e4b", backbones="tiny", methods=",".join(METHODS), seeds="0-4", steps=25,
                          designs=128, kernel_rows=5000, observed_letters_only=True),
+    "dms-observed-unirep": dict(tasks="avgfp,e4b,pab1", backbones="unirep-256",
+                                methods=",".join(m for m in METHODS if m != "bdi"), seeds="0-4", steps=25,
+                                designs=128, kernel_rows=5000, observed_letters_only=True),
 }
 
 
@@ -115,6 +119,10 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
             "seconds": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
+ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "scored", "unknown", "infeasible", "designs",
+               "unique_designs", "oracle_kind", "seconds", "worker_pid"]  # run_cell's row, the CSV's columns
+
+
 def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
     """Backbone -> the methods that run on it: every LM method on every backbone, bdi on ``ntk`` alone."""
     unknown = sorted(set(methods) - set(METHODS))
@@ -131,30 +139,51 @@ def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
 
 def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int,
               designs: int, data_dir: str | None, progress: bool = True,
-              kernel_rows: int = 5000, observed_letters_only: bool = False) -> tuple[pd.DataFrame, dict]:
-    """All cells on the connected Ray; returns the per-cell rows and the fit timings per group."""
+              kernel_rows: int = 5000, observed_letters_only: bool = False,
+              skip: frozenset[tuple] = frozenset(),
+              on_row: Callable[[dict], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """All cells on the connected Ray but those whose (task, backbone, method, seed) is in ``skip``;
+    ``on_row`` sees each row as it finishes. Returns the new rows and the fit timings per group
+    (a group all of whose cells are skipped is not fitted)."""
     import ray
     from tqdm.auto import tqdm
 
     plan = grid(backbones, methods)
+    todo = {(t, b): [(m, s) for m in plan[b] for s in seeds if (t, b, m, s) not in skip] for t in tasks for b in plan}
     fit_remote = ray.remote(num_cpus=1, num_returns=2)(fit_group)
     cell_remote = ray.remote(num_cpus=1)(run_cell)
-    groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for t in tasks for b in plan}
+    groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for (t, b), cells in todo.items() if cells}
     cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs, observed_letters_only)
-             for (t, b), (fitted, _) in groups.items() for m in plan[b] for s in seeds]
+             for (t, b), (fitted, _) in groups.items() for m, s in todo[(t, b)]]
     rows = []
     with tqdm(total=len(cells), desc="suite cells", disable=not progress) as bar:
         pending = list(cells)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             rows.append(ray.get(done[0]))
+            if on_row is not None:
+                on_row(rows[-1])
             bar.update(1)
     fit_seconds = {f"{t}/{b}": ray.get(timings) for (t, b), (_, timings) in groups.items()}
-    frame = pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=ROW_COLUMNS), fit_seconds
+
+
+def sort_rows(frame: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Rows by task, backbone, method (in the order asked for) and seed."""
     order = {m: i for i, m in enumerate(methods)}
-    frame = frame.sort_values(["task", "backbone", "method", "seed"],
-                              key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
-    return frame, fit_seconds
+    return frame.sort_values(["task", "backbone", "method", "seed"],
+                             key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
+
+
+def finished_cells(path: Path) -> pd.DataFrame:
+    """The rows an earlier, possibly cut-off, run of the suite left in ``path`` (none if absent)."""
+    if not path.exists():
+        return pd.DataFrame(columns=ROW_COLUMNS)
+    frame = pd.read_csv(path)
+    missing = sorted(set(ROW_COLUMNS) - set(frame.columns))
+    if missing:
+        raise UserError(f"{path}: not a suite CSV (no columns {missing}); remove it or pick another --out")
+    return frame[ROW_COLUMNS]
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -197,7 +226,8 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
 
 def worker_table(frame: pd.DataFrame, fits: dict[str, dict], wall_seconds: float) -> str:
     """How the suite's wall time divided over the Ray worker processes (proxy fits and cells)."""
-    fit_rows = pd.DataFrame([{"worker_pid": t["worker_pid"], "fit_s": t["fit_s"]} for t in fits.values()])
+    fit_rows = pd.DataFrame([{"worker_pid": t["worker_pid"], "fit_s": t["fit_s"]} for t in fits.values()],
+                            columns=["worker_pid", "fit_s"])
     busy = frame.groupby("worker_pid").seconds.agg(["count", "sum"]).join(
         fit_rows.groupby("worker_pid").fit_s.agg(fits="count", fit_s="sum"), how="outer").fillna(0)
     lines = [f"suite wall time {wall_seconds:.1f} s; {fit_rows.fit_s.sum():.1f} s of proxy fits and "
@@ -236,26 +266,42 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", default="runs/bench", help="directory for suite.csv, suite.md, suite.png")
     parser.add_argument("--readme", type=Path, help="also write the table into this file's "
                         "<!-- suite:PRESET --> block (PRESET: the preset's name, else 'custom')")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in OUT/suite.csv (rows are "
+                        "written there as they finish) and run only the missing cells; give the same grid")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     values = {"observed_letters_only": False, **(PRESETS["dna"] if args.preset is None else PRESETS[args.preset])}
     values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
-    grid(values["backbones"].split(","), values["methods"].split(","))  # bad names fail before Ray starts
+    tasks, backbones, methods = split_task_list(values["tasks"]), values["backbones"].split(","), \
+        values["methods"].split(",")
+    seeds = parse_seeds(str(values["seeds"]))
+    plan = grid(backbones, methods)  # bad names fail before Ray starts
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "suite.csv"
+    earlier = finished_cells(csv_path) if args.resume else pd.DataFrame(columns=ROW_COLUMNS)
+    planned = {(t, b, m, s) for t in tasks for b in plan for m in plan[b] for s in seeds}
+    kept = set(earlier[["task", "backbone", "method", "seed"]].itertuples(index=False, name=None))
+    if kept - planned:
+        raise UserError(f"{csv_path} holds cells outside this grid (e.g. {sorted(kept - planned)[0]}); "
+                        "resume with the same flags, or pick another --out")
+    earlier.to_csv(csv_path, index=False)
     from bib_ray.distributed.runtime import connect
 
     where = connect(args.address)
     started = time.perf_counter()
-    frame, fits = run_suite(split_task_list(values["tasks"]), values["backbones"].split(","),
-                            values["methods"].split(","), parse_seeds(str(values["seeds"])), int(values["steps"]),
-                            int(values["designs"]), args.data_dir, progress=not args.quiet,
-                            kernel_rows=int(values["kernel_rows"]),
-                            observed_letters_only=bool(values["observed_letters_only"]))
+    new_rows, fits = run_suite(tasks, backbones, methods, seeds, int(values["steps"]), int(values["designs"]),
+                               args.data_dir, progress=not args.quiet, kernel_rows=int(values["kernel_rows"]),
+                               observed_letters_only=bool(values["observed_letters_only"]), skip=frozenset(kept),
+                               on_row=lambda row: pd.DataFrame([row], columns=ROW_COLUMNS).to_csv(
+                                   csv_path, mode="a", header=False, index=False))
     wall = time.perf_counter() - started
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "suite.csv", index=False)
+    frame = sort_rows(pd.concat([earlier, new_rows]) if len(earlier) else new_rows, methods)
+    frame.to_csv(csv_path, index=False)
     table = markdown(frame)
-    workers = worker_table(frame, fits, wall)
+    workers = worker_table(new_rows, fits, wall)
+    if len(earlier):
+        workers += f"\n  ({len(earlier)} earlier rows kept from {csv_path}; the times above are this run's)"
     command = f"{prog or 'python -m bib_ray.bench.suite'} " + " ".join(argv if argv is not None else sys.argv[1:])
     restricted = ", observed letters only" if values["observed_letters_only"] else ""
     report = (f"{table}\n\n```\n{workers}\n```\n\n{values['steps']} steps, {values['designs']} designs"
