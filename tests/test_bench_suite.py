@@ -123,3 +123,16 @@ def test_suite_writes_rows_as_they_finish_and_resumes_a_cut_off_run(shared_data_
 
     with pytest.raises(UserError, match="outside this grid"):
         suite.main([f if f != "0-1" else "0" for f in flags] + ["--resume"])
+
+
+def test_every_preset_names_known_tasks_backbones_and_methods():
+    from bib_ray.backbones import list_backbones
+    from bib_ray.bench.suite import PRESETS, grid, split_task_list
+    from bib_ray.tasks import TASKS
+
+    task_names = {info.name for info in TASKS}
+    backbone_names = {info.spec for info in list_backbones()}
+    for name, values in PRESETS.items():
+        assert grid(values["backbones"].split(","), values["methods"].split(",")), name
+        assert {spec.partition(":")[0] for spec in split_task_list(values["tasks"])} <= task_names, name
+        assert set(values["backbones"].split(",")) <= backbone_names, name
