@@ -136,3 +136,17 @@ def test_every_preset_names_known_tasks_backbones_and_methods():
         assert grid(values["backbones"].split(","), values["methods"].split(",")), name
         assert {spec.partition(":")[0] for spec in split_task_list(values["tasks"])} <= task_names, name
         assert set(values["backbones"].split(",")) <= backbone_names, name
+
+
+def test_a_readme_without_the_block_is_refused_before_any_cell_runs(tmp_path, monkeypatch):
+    import bib_ray.bench.suite as suite
+    from bib_ray.errors import UserError
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("the suite started although its README block is missing")
+
+    monkeypatch.setattr(suite, "run_suite", must_not_run)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- suite:dna -->\n<!-- /suite:dna -->\n")
+    with pytest.raises(UserError, match="suite:smoke"):
+        suite.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "--readme", str(readme), "--quiet"])

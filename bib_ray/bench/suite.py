@@ -241,14 +241,23 @@ def worker_table(frame: pd.DataFrame, fits: dict[str, dict], wall_seconds: float
     return "\n".join(lines)
 
 
-def update_readme(path: Path, name: str, text: str) -> None:
-    """Replace what lies between ``<!-- suite:NAME -->`` and ``<!-- /suite:NAME -->`` in ``path``."""
+def readme_block(path: Path, name: str) -> tuple[str, str]:
+    """The text of ``path`` before ``<!-- suite:NAME -->`` and after ``<!-- /suite:NAME -->`` (exactly one each)."""
     begin, end = f"<!-- suite:{name} -->", f"<!-- /suite:{name} -->"
-    content = path.read_text()
+    try:
+        content = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error}") from None
     if content.count(begin) != 1 or content.count(end) != 1 or content.index(begin) > content.index(end):
         raise UserError(f"{path}: needs exactly one {begin} ... {end} block to update")
     head, rest = content.split(begin)
-    path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}")
+    return head, rest.split(end, 1)[1]
+
+
+def update_readme(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- suite:NAME -->`` and ``<!-- /suite:NAME -->`` in ``path``."""
+    head, tail = readme_block(path, name)
+    path.write_text(f"{head}<!-- suite:{name} -->\n{text.strip()}\n<!-- /suite:{name} -->{tail}")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -277,7 +286,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     tasks, backbones, methods = split_task_list(values["tasks"]), values["backbones"].split(","), \
         values["methods"].split(",")
     seeds = parse_seeds(str(values["seeds"]))
-    plan = grid(backbones, methods)  # bad names fail before Ray starts
+    plan = grid(backbones, methods)  # bad names and a README without the block fail before Ray starts
+    if args.readme is not None:
+        readme_block(args.readme, args.preset or "custom")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "suite.csv"
