@@ -54,6 +54,9 @@ PRESETS = {
                            kernel_rows=5000),
     "dms-observed": dict(tasks="avgfp,e4b", backbones="tiny", methods=",".join(METHODS), seeds="0-4", steps=25,
                          designs=128, kernel_rows=5000, observed_letters_only=True),
+    "ehrlich64-unirep": dict(tasks="ehrlich:length=64,motifs=4", backbones="unirep-256",
+                             methods=",".join(m for m in METHODS if m != "bdi"), seeds="0-4", steps=25, designs=128,
+                             kernel_rows=5000),
     "ehrlich-antiberty": dict(tasks="ehrlich", backbones="antiberty", methods="bib,forward,evolution", seeds="0-4",
                               steps=25, designs=128, kernel_rows=5000),  # ~4 s a step on one core: 3 methods
     "dms-observed-unirep": dict(tasks="avgfp,e4b,pab1", backbones="unirep-256",
