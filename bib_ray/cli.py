@@ -171,8 +171,11 @@ SERVE_FLAGS: FlagTable = {  # ServiceSettings fields
 }
 
 
+SERVE_STOP_WAIT_S = 60.0  # how long Ctrl-C on `bib-ray serve` waits for Serve and the embedded Ray to stop
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bib_ray.distributed.runtime import connect, disconnect
+    from bib_ray.distributed.runtime import connect
     from bib_ray.service import launch
     from bib_ray.service.settings import DEFAULT_DEPLOYMENT, ServeDeployment, load_serve_yaml, parse_service_settings
 
@@ -200,10 +203,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping the service", file=sys.stderr)
+        print("stopping the service", file=sys.stderr, flush=True)
     finally:
-        launch.shutdown()
-        disconnect()
+        if not launch.stop_local_service(SERVE_STOP_WAIT_S):
+            print(f"Ray did not stop within {SERVE_STOP_WAIT_S:.0f} s (or Ctrl-C was pressed again); "
+                  "exiting without waiting for it", file=sys.stderr, flush=True)
+            os._exit(1)  # a normal exit would run Ray's atexit shutdown, which is what hangs
     return 0
 
 

@@ -300,7 +300,13 @@ def test_serve_command_end_to_end(artifact, tmp_path):
         expected = load_proxy_artifact(artifact).score(["ACGTACGT", "TTTTAAAA"])["proxy_score"]
         np.testing.assert_allclose([r["proxy_score"] for r in rows], expected, rtol=1e-5, atol=1e-5)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) == 0
+        try:
+            after, _ = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            after, _ = process.communicate(timeout=30)
+            pytest.fail("bib-ray serve did not exit within 120 s of Ctrl-C; its output after Ctrl-C:\n" + after)
+        assert process.returncode == 0, "bib-ray serve failed to stop cleanly:\n" + after
     finally:
         if process.poll() is None:
             process.kill()
@@ -308,3 +314,25 @@ def test_serve_command_end_to_end(artifact, tmp_path):
         import shutil
 
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
+    import threading
+    import time
+
+    from bib_ray.distributed import runtime
+    from bib_ray.service import launch
+
+    released, disconnected = threading.Event(), threading.Event()
+    monkeypatch.setattr(runtime, "disconnect", disconnected.set)  # never the tests' shared Ray
+    monkeypatch.setattr(launch, "shutdown", lambda: released.wait(30))  # Serve's shutdown hangs
+    started = time.monotonic()
+    try:
+        assert launch.stop_local_service(timeout_s=0.5) is False
+        assert time.monotonic() - started < 5 and not disconnected.is_set()
+    finally:
+        released.set()
+        assert disconnected.wait(5)  # the abandoned stop finishes before the patches are undone
+    disconnected.clear()
+    monkeypatch.setattr(launch, "shutdown", lambda: None)
+    assert launch.stop_local_service(timeout_s=5) is True and disconnected.is_set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 from bib_ray.errors import UserError
@@ -58,3 +59,21 @@ def shutdown() -> None:
 
     if ray.is_initialized():
         serve.shutdown()
+
+
+def stop_local_service(timeout_s: float = 60.0) -> bool:
+    """Serve's shutdown, then Ray's, given at most ``timeout_s`` (either can hang in Ray 2.60); True when both
+    finished. A second Ctrl-C while waiting stops the wait (False)."""
+    from bib_ray.distributed.runtime import disconnect
+
+    def stop() -> None:
+        shutdown()
+        disconnect()
+
+    worker = threading.Thread(target=stop, name="bib-ray-stop", daemon=True)
+    worker.start()
+    try:
+        worker.join(timeout_s)
+    except KeyboardInterrupt:
+        return False
+    return not worker.is_alive()
