@@ -200,8 +200,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("the application keeps running on the cluster; stop it with `serve shutdown`")
         return 0
     try:
-        while True:  # short sleeps: when Ctrl-C lands on one of Ray's threads, Python raises it in the
-            time.sleep(0.5)  # main thread only once that thread runs again, which a long sleep postpones
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         print("stopping the service", file=sys.stderr, flush=True)
     finally:

@@ -286,8 +286,10 @@ def test_serve_command_end_to_end(artifact, tmp_path):
     env.pop("RAY_ADDRESS", None)
     command = [sys.executable, "-m", "bib_ray.cli", "serve", str(artifact), "--port", str(port),
                "--config", str(REPO_ROOT / "deployments" / "proxy_service.yaml"), "--device", "cpu"]
+    # Ctrl-C's default action in the child even when pytest runs as a background job (`cmd &`), which starts
+    # with SIGINT ignored; Python inherits that and then never raises KeyboardInterrupt.
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=tmp_path)
+                               cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         line, seen = "", []
