@@ -42,26 +42,21 @@ METHODS = {  # name -> (mode, adaptive_eta); "evolution" is separate
 }
 NTK_GROUP = "ntk"  # the backbone column of bdi rows: the NTK proxy on one-hot inputs
 EHRLICH_SETTINGS = "ehrlich,ehrlich:length=64,motifs=4"  # (L 32, 2 motifs) and (L 64, 4 motifs), 20 states
-PRESETS = {
-    "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=",".join(METHODS), seeds="0", steps=5,
-                  designs=8, kernel_rows=300),
-    "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=",".join(METHODS),
-                seeds="0-4", steps=100, designs=128, kernel_rows=5000),
-    "protein": dict(tasks=f"gb1,pab1,e4b,avgfp,{EHRLICH_SETTINGS}", backbones="tiny", methods=",".join(METHODS),
-                    seeds="0-4", steps=25, designs=128, kernel_rows=5000),
-    "protein-unirep": dict(tasks="gb1,pab1,e4b,ehrlich", backbones="unirep-256",
-                           methods=",".join(m for m in METHODS if m != "bdi"), seeds="0-4", steps=25, designs=128,
-                           kernel_rows=5000),
-    "dms-observed": dict(tasks="avgfp,e4b", backbones="tiny", methods=",".join(METHODS), seeds="0-4", steps=25,
-                         designs=128, kernel_rows=5000, observed_letters_only=True),
-    "ehrlich64-unirep": dict(tasks="ehrlich:length=64,motifs=4", backbones="unirep-256",
-                             methods=",".join(m for m in METHODS if m != "bdi"), seeds="0-4", steps=25, designs=128,
-                             kernel_rows=5000),
-    "ehrlich-antiberty": dict(tasks="ehrlich", backbones="antiberty", methods="bib,forward,evolution", seeds="0-4",
-                              steps=25, designs=128, kernel_rows=5000),  # ~4 s a step on one core: 3 methods
-    "dms-observed-unirep": dict(tasks="avgfp,e4b,pab1", backbones="unirep-256",
-                                methods=",".join(m for m in METHODS if m != "bdi"), seeds="0-4", steps=25,
-                                designs=128, kernel_rows=5000, observed_letters_only=True),
+ALL_METHODS = ",".join(METHODS)
+LM_METHODS = ",".join(m for m in METHODS if m != "bdi")  # bdi needs no LM: the tiny presets already run it
+PRESET_DEFAULTS = dict(seeds="0-4", steps=25, designs=128, kernel_rows=5000, observed_letters_only=False)
+PRESETS = {  # each names its tasks, backbones and methods; PRESET_DEFAULTS fill in the rest
+    "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=ALL_METHODS, seeds="0", steps=5, designs=8,
+                  kernel_rows=300),
+    "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=ALL_METHODS, steps=100),
+    "protein": dict(tasks=f"gb1,pab1,e4b,avgfp,{EHRLICH_SETTINGS}", backbones="tiny", methods=ALL_METHODS),
+    "protein-unirep": dict(tasks="gb1,pab1,e4b,ehrlich", backbones="unirep-256", methods=LM_METHODS),
+    "dms-observed": dict(tasks="avgfp,e4b", backbones="tiny", methods=ALL_METHODS, observed_letters_only=True),
+    "ehrlich64-unirep": dict(tasks="ehrlich:length=64,motifs=4", backbones="unirep-256", methods=LM_METHODS),
+    "ehrlich-antiberty": dict(tasks="ehrlich", backbones="antiberty",
+                              methods="bib,forward,evolution"),  # ~4 s a step on one core: 3 methods
+    "dms-observed-unirep": dict(tasks="avgfp,e4b,pab1", backbones="unirep-256", methods=LM_METHODS,
+                                observed_letters_only=True),
 }
 
 
@@ -142,6 +137,11 @@ def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
     return pairs
 
 
+def grid_cells(tasks: list[str], plan: dict[str, list[str]], seeds: list[int]) -> list[tuple[str, str, str, int]]:
+    """Every (task, backbone, method, seed) of a grid, in the order the suite submits them."""
+    return [(t, b, m, s) for t in tasks for b, methods in plan.items() for m in methods for s in seeds]
+
+
 def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int,
               designs: int, data_dir: str | None, progress: bool = True,
               kernel_rows: int = 5000, observed_letters_only: bool = False,
@@ -153,11 +153,13 @@ def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds:
     import ray
     from tqdm.auto import tqdm
 
-    plan = grid(backbones, methods)
-    todo = {(t, b): [(m, s) for m in plan[b] for s in seeds if (t, b, m, s) not in skip] for t in tasks for b in plan}
+    todo: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for t, b, m, s in grid_cells(tasks, grid(backbones, methods), seeds):
+        if (t, b, m, s) not in skip:
+            todo.setdefault((t, b), []).append((m, s))
     fit_remote = ray.remote(num_cpus=1, num_returns=2)(fit_group)
     cell_remote = ray.remote(num_cpus=1)(run_cell)
-    groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for (t, b), cells in todo.items() if cells}
+    groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for t, b in todo}
     cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs, observed_letters_only)
              for (t, b), (fitted, _) in groups.items() for m, s in todo[(t, b)]]
     rows = []
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         "written there as they finish) and run only the missing cells; give the same grid")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    values = {"observed_letters_only": False, **(PRESETS["dna"] if args.preset is None else PRESETS[args.preset])}
+    values = {**PRESET_DEFAULTS, **PRESETS[args.preset or "dna"]}
     values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
     tasks, backbones, methods = split_task_list(values["tasks"]), values["backbones"].split(","), \
         values["methods"].split(",")
@@ -296,7 +298,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "suite.csv"
     earlier = finished_cells(csv_path) if args.resume else pd.DataFrame(columns=ROW_COLUMNS)
-    planned = {(t, b, m, s) for t in tasks for b in plan for m in plan[b] for s in seeds}
+    if not args.resume and csv_path.exists():
+        print(f"replacing {csv_path} (--resume would keep its rows and run only the missing cells)", file=sys.stderr)
+    planned = set(grid_cells(tasks, plan, seeds))
     kept = set(earlier[["task", "backbone", "method", "seed"]].itertuples(index=False, name=None))
     if kept - planned:
         raise UserError(f"{csv_path} holds cells outside this grid (e.g. {sorted(kept - planned)[0]}); "
