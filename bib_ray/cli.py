@@ -208,7 +208,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not launch.stop_local_service(SERVE_STOP_WAIT_S):
             print(f"Ray did not stop within {SERVE_STOP_WAIT_S:.0f} s (or Ctrl-C was pressed again); "
                   "exiting without waiting for it", file=sys.stderr, flush=True)
-            os._exit(1)  # a normal exit would run Ray's atexit shutdown, which is what hangs
+            os._exit(1)  # a normal exit would run Ray's atexit shutdown, the step that did not finish
     return 0
 
 

@@ -62,8 +62,8 @@ def shutdown() -> None:
 
 
 def stop_local_service(timeout_s: float = 60.0) -> bool:
-    """Serve's shutdown, then Ray's, given at most ``timeout_s`` (either can hang in Ray 2.60); True when both
-    finished. A second Ctrl-C while waiting stops the wait (False)."""
+    """Serve's shutdown, then Ray's, given at most ``timeout_s`` (Ray's tracker has reports of both hanging);
+    True when both finished. A second Ctrl-C while waiting stops the wait (False)."""
     from bib_ray.distributed.runtime import disconnect
 
     def stop() -> None:
