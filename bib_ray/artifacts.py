@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 
 from bib_ray.alphabets import encode
 from bib_ray.backbones import build_backbone
@@ -35,20 +36,48 @@ FINGERPRINT_ROWS = 4
 FINGERPRINT_RTOL = 1e-4
 
 
-def save_proxy_artifact(directory: Path, task: Task, embedder: SequenceEmbedder, proxy: BidirectionalProxy,
+@dataclass(frozen=True)
+class LMIdentity:
+    """What a run records of its LM without holding it: the backbone's description, the device it
+    ran on, and its embeddings of the task's first ``FINGERPRINT_ROWS`` offline rows (the fingerprint
+    that a loader checks). Made wherever the LM lives: in this process or on a shard actor."""
+
+    description: dict
+    device: str
+    fingerprint_phi: torch.Tensor
+
+    @property
+    def spec(self) -> str:
+        return self.description["spec"]
+
+    @classmethod
+    def of(cls, embedder: SequenceEmbedder, task: Task) -> "LMIdentity":
+        return cls.from_probe(embedder, fingerprint_codes(task))
+
+    @classmethod
+    def from_probe(cls, embedder: SequenceEmbedder, probe: np.ndarray) -> "LMIdentity":
+        return cls(embedder.backbone.describe(), str(embedder.device), embedder.embed_codes(probe).cpu())
+
+
+def fingerprint_codes(task: Task) -> np.ndarray:
+    """The offline rows whose embeddings identify the LM in an artifact."""
+    return task.x[:FINGERPRINT_ROWS]
+
+
+def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, proxy: BidirectionalProxy,
                         aux: AuxiliaryEnsemble | None) -> Path:
     """Write the artifact directory; returns it."""
     directory.mkdir(parents=True, exist_ok=True)
-    probe = task.x[:FINGERPRINT_ROWS]
+    probe = fingerprint_codes(task)
     tensors = {f"stats.{k}": v.contiguous() for k, v in proxy.statistics.to_tensors().items()}
     tensors["head.weights"] = proxy.weights.detach().cpu().contiguous()
-    tensors["fingerprint.phi"] = embedder.embed_codes(probe).contiguous()
+    tensors["fingerprint.phi"] = lm.fingerprint_phi.contiguous()
     if aux is not None:
         tensors.update({f"aux.{k}": v.detach().cpu().contiguous() for k, v in aux.state_dict().items()})
     save_file(tensors, str(directory / TENSORS_NAME))
     meta = {
         "format": ARTIFACT_FORMAT,
-        "backbone": embedder.backbone.describe(),
+        "backbone": lm.description,
         "task": task.identity(),
         "beta": proxy.beta, "beta_scale": proxy.beta_scale, "design_beta_scale": proxy.design_beta_scale,
         "label_mean": proxy.label_mean, "label_std": proxy.label_std, "offline_rows": proxy.count,
@@ -85,22 +114,49 @@ class LoadedProxy:
         return score_codes(self.embedder, self.proxy, self.aux, codes, batch_size)
 
 
-def artifact_hash(directory: Path) -> str:
+ArtifactFiles = dict[str, bytes]  # {JSON_NAME: ..., TENSORS_NAME: ...}: an artifact as it travels between nodes
+
+
+def read_artifact_files(location: str | Path) -> ArtifactFiles:
+    """The artifact's two files, read where this process runs: a local directory, or a storage URI
+    (``s3://``, ``gs://``, ... through pyarrow's file systems) that this node can reach."""
+    text = str(location)
+    if "://" not in text:
+        directory = Path(text).expanduser()
+        missing = [name for name in (JSON_NAME, TENSORS_NAME) if not (directory / name).is_file()]
+        if missing:
+            raise UserError(f"{text} is not a proxy artifact (missing {', '.join(missing)}); pass the proxy/ "
+                            f"directory of a design run or of a sweep's best trial")
+        return {name: (directory / name).read_bytes() for name in (JSON_NAME, TENSORS_NAME)}
+    import pyarrow.fs
+
+    try:
+        filesystem, root = pyarrow.fs.FileSystem.from_uri(text)
+        files = {}
+        for name in (JSON_NAME, TENSORS_NAME):
+            with filesystem.open_input_stream(f"{root.rstrip('/')}/{name}") as stream:
+                files[name] = stream.read()
+        return files
+    except (OSError, pyarrow.ArrowException) as error:
+        raise UserError(f"cannot read the proxy artifact at {text}: {error}") from None
+
+
+def artifact_hash(files: ArtifactFiles) -> str:
     digest = hashlib.sha256()
     for name in (JSON_NAME, TENSORS_NAME):
-        digest.update((directory / name).read_bytes())
+        digest.update(files[name])
     return digest.hexdigest()
 
 
-def load_proxy_artifact(directory: str | Path, device: str | torch.device = "cpu") -> LoadedProxy:
-    """Read an artifact written by ``save_proxy_artifact`` and rebuild its backbone, proxy and aux model."""
-    directory = Path(directory)
-    if not (directory / JSON_NAME).is_file() or not (directory / TENSORS_NAME).is_file():
-        raise UserError(f"{directory} is not a proxy artifact (needs {JSON_NAME} and {TENSORS_NAME})")
-    meta = json.loads((directory / JSON_NAME).read_text())
+def load_proxy_artifact(location: str | Path | ArtifactFiles, device: str | torch.device = "cpu") -> LoadedProxy:
+    """Rebuild the backbone, proxy and aux model of an artifact written by ``save_proxy_artifact``,
+    from its directory or URI, or from its files' bytes (as shipped to a Serve replica on another node)."""
+    files = location if isinstance(location, dict) else read_artifact_files(location)
+    where = "artifact" if isinstance(location, dict) else str(location)
+    meta = json.loads(files[JSON_NAME])
     if meta.get("format") != ARTIFACT_FORMAT:
-        raise UserError(f"{directory}: artifact format {meta.get('format')} is not supported ({ARTIFACT_FORMAT})")
-    tensors = load_file(str(directory / TENSORS_NAME))
+        raise UserError(f"{where}: artifact format {meta.get('format')} is not supported ({ARTIFACT_FORMAT})")
+    tensors = load_tensors(files[TENSORS_NAME])
     shell = Task.from_identity(meta["task"])
     alphabet = shell.alphabet
     backbone = build_backbone(meta["backbone"]["spec"], alphabet, shell.read_length)
@@ -108,7 +164,7 @@ def load_proxy_artifact(directory: str | Path, device: str | torch.device = "cpu
     fingerprint = embedder.embed_codes(encode(meta["fingerprint_sequences"], alphabet))
     if not torch.allclose(fingerprint, tensors["fingerprint.phi"], rtol=FINGERPRINT_RTOL, atol=FINGERPRINT_RTOL):
         raise UserError(f"backbone {meta['backbone']['spec']!r} does not reproduce the embeddings stored in "
-                        f"{directory}: it is not the model the proxy was fitted with")
+                        f"{where}: it is not the model the proxy was fitted with")
     statistics = EmbeddingStatistics.from_tensors(
         {k.removeprefix("stats."): v for k, v in tensors.items() if k.startswith("stats.")})
     proxy = BidirectionalProxy(statistics, meta["beta_scale"], meta["design_beta_scale"], device)
@@ -116,4 +172,4 @@ def load_proxy_artifact(directory: str | Path, device: str | torch.device = "cpu
     if meta["aux"] is not None:
         aux_state = {k.removeprefix("aux."): v for k, v in tensors.items() if k.startswith("aux.")}
         aux = AuxiliaryEnsemble.from_state(meta["aux"], aux_state).to(device)
-    return LoadedProxy(meta, embedder, proxy, aux, artifact_hash(directory))
+    return LoadedProxy(meta, embedder, proxy, aux, artifact_hash(files))

@@ -153,11 +153,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep_config(args.config)
     if args.data_dir:
         sweep.base["data_dir"] = args.data_dir
-    table, best = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet)
+    outcome = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet,
+                        storage=args.storage)
+    table = outcome.table
     print(f"\nsweep {sweep.name}: {len(table)} trials, metric {METRIC} ({sweep.metric}; the oracle is reporting only)")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if best is not None:
-        print(f"best trial's designs and proxy artifact: {best}")
+    shown = table if table.error.astype(bool).any() else table.drop(columns="error")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"experiment and checkpoints: {outcome.experiment}; table: {outcome.out_dir / 'sweep_results.csv'}")
+    if outcome.best_dir is not None:
+        print(f"best trial's designs and proxy artifact: {outcome.best_dir}")
+    if outcome.failure is not None:
+        print(f"bib-ray: error: sweep {sweep.name} failed: {outcome.failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -269,8 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="Ray Tune search over the outer hyper-parameters")
     sweep.add_argument("--config", required=True, help="sweep YAML, e.g. tune_configs/quick.yaml")
     sweep.add_argument("--data-dir", help="task data directory for every trial (default $BIB_RAY_DATA)")
-    sweep.add_argument("--out", default="runs/sweeps", help="where sweeps are stored (default runs/sweeps)")
-    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
+    sweep.add_argument("--out", default="runs/sweeps", help="local folder for the results table and the best "
+                       "trial's outputs, fetched from the storage (default runs/sweeps)")
+    sweep.add_argument("--storage", help="where Tune keeps the experiment and each trial's checkpoint: s3://..., "
+                       "gs://... or a folder every node sees (default: --out, fine on one node)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name "
+                       "(from --storage when given)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     add_flags(sweep, RAY_FLAGS)
     sweep.set_defaults(handler=cmd_sweep)

@@ -86,6 +86,8 @@ class RaySettings(BaseModel):
     cpus_per_shard: float = Field(1.0, gt=0)
     gpus_per_shard: float | None = Field(None, ge=0, description="default 1 when the cluster has GPUs, else 0")
     max_restarts: int = Field(3, ge=0, description="actor restarts and task retries after a failure")
+    placement_timeout_s: float = Field(300.0, gt=0, description="how long the shards may wait for the cluster's "
+                                       "resources (an autoscaler is asked for them) before the run fails")
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bib_ray.artifacts import LMIdentity, save_proxy_artifact
 from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
@@ -44,11 +45,13 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class FittedProxy:
-    """Everything fitted on the offline set: the embedder, its statistics, the closed-form proxy,
-    and the embeddings of the rows the auxiliary ensemble trains on (``aux_rows`` of task.x)."""
+    """Everything fitted on the offline set: the LM's identity, the statistics, the closed-form proxy,
+    and the embeddings of the rows the auxiliary ensemble trains on (``aux_rows`` of task.x).
+    ``embedder`` is the LM in this process; None on a Ray driver, whose LMs live on shard actors."""
 
     task: Task
-    embedder: SequenceEmbedder
+    embedder: SequenceEmbedder | None
+    lm: LMIdentity
     statistics: EmbeddingStatistics
     proxy: DesignProxy
     aux_rows: np.ndarray
@@ -80,7 +83,8 @@ def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: 
         BidirectionalProxy(statistics, beta_scale=beta_scale, device=target)
     solved = time.perf_counter()
     aux_rows = aux_training_rows(len(task.y), aux_max_rows)
-    return FittedProxy(task, embedder, statistics, proxy, aux_rows, phi[aux_rows], timings={
+    return FittedProxy(task, embedder, LMIdentity.of(embedder, task), statistics, proxy, aux_rows, phi[aux_rows],
+                       timings={
         "load_backbone_s": loaded - started, "embed_offline_s": embedded - loaded,
         "embed_rows_per_s": len(task.y) / max(embedded - loaded, 1e-9), "solve_proxy_s": solved - embedded})
 
@@ -99,11 +103,18 @@ def fit_ntk_proxy(task: Task, kernel: ReluNTK | None = None, max_rows: int = 500
 
 
 def train_aux(fitted: FittedProxy, settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
-    """An auxiliary ensemble for ``seed`` on the offline embeddings (standardised labels)."""
-    mean, std = fitted.statistics.feature_moments()
-    aux = AuxiliaryEnsemble(fitted.statistics.dim, settings, seed, mean, std)
-    metrics = aux.fit(fitted.aux_phi, fitted.aux_labels())
-    return aux.to(fitted.embedder.device), metrics
+    """An auxiliary ensemble for ``seed`` on the offline embeddings (standardised labels), on the LM's device."""
+    aux, metrics = fit_aux_ensemble(fitted.statistics, fitted.aux_phi, fitted.aux_labels(), settings, seed)
+    return aux.to(fitted.lm.device), metrics
+
+
+def fit_aux_ensemble(statistics: EmbeddingStatistics, phi: torch.Tensor, labels: torch.Tensor,
+                     settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
+    """The ensemble for ``seed`` trained on rows ``phi`` with standardised ``labels`` (on the CPU; a shard
+    actor runs this for a Ray design run)."""
+    mean, std = statistics.feature_moments()
+    aux = AuxiliaryEnsemble(statistics.dim, settings, seed, mean, std)
+    return aux, aux.fit(phi, labels)
 
 
 @dataclass
@@ -117,14 +128,13 @@ class SeedResult:
     timings: dict[str, float]
 
 
-def design_table(fitted: FittedProxy, aux: AuxiliaryEnsemble, seed: int,
-                 trajectory: TrajectoryResult) -> tuple[pd.DataFrame, dict | None]:
-    """One row per final design: sequence, proxy/aux/oracle scores and novelty."""
-    task = fitted.task
+def design_table(task: Task, seed: int, trajectory: TrajectoryResult,
+                 scores: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict | None]:
+    """One row per final design: sequence, proxy/aux ``scores`` (from ``score_codes``), oracle scores, novelty."""
     final, start = trajectory.final_codes, trajectory.start_codes
     table = pd.DataFrame({"seed": seed, "design": np.arange(len(final)),
                           "sequence": task.sequences(final), "start_sequence": task.sequences(start)})
-    for key, values in score_codes(fitted.embedder, fitted.proxy, aux, final).items():
+    for key, values in scores.items():
         table[key] = values
     evaluation = evaluate_with_oracle(task, final)
     if evaluation is not None:
@@ -175,11 +185,20 @@ def run_trajectories_locally(fitted: FittedProxy, aux: AuxiliaryEnsemble | None,
                                    for chunk in chunks])
 
 
+def decode_designs(task: Task, config: DesignConfig, trajectory: TrajectoryResult) -> TrajectoryResult:
+    """The final designs decoded from the trajectory's final logits under the config's constraints."""
+    if config.max_mutations is None:
+        return trajectory
+    base = trajectory.start_codes if task.reference is None else \
+        np.broadcast_to(task.reference, trajectory.start_codes.shape)
+    return replace(trajectory, final_codes=limit_mutations(base, trajectory.final_logits, config.max_mutations))
+
+
 def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False,
              runner: TrajectoryRunner = run_trajectories_locally,
              trained_aux: tuple[AuxiliaryEnsemble, dict] | None = None) -> SeedResult:
     """Train this seed's aux ensemble (unless ``trained_aux`` gives it with its metrics), optimise
-    ``config.designs`` trajectories with ``runner``, evaluate."""
+    ``config.designs`` trajectories with ``runner``, evaluate (in this process, with ``fitted.embedder``)."""
     started = time.perf_counter()
     aux, aux_metrics = trained_aux or train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
@@ -187,14 +206,10 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
     logits = initial_logits(fitted.task, config.designs, seed, settings.init_std, config.observed_letters_only)
     trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
                         progress)
-    if config.max_mutations is not None:
-        task = fitted.task
-        base = trajectory.start_codes if task.reference is None else \
-            np.broadcast_to(task.reference, trajectory.start_codes.shape)
-        limited = limit_mutations(base, trajectory.final_logits, config.max_mutations)
-        trajectory = replace(trajectory, final_codes=limited)
+    trajectory = decode_designs(fitted.task, config, trajectory)
     optimised = time.perf_counter()
-    table, oracle_summary = design_table(fitted, aux, seed, trajectory)
+    scores = score_codes(fitted.embedder, fitted.proxy, aux, trajectory.final_codes)
+    table, oracle_summary = design_table(fitted.task, seed, trajectory, scores)
     finished = time.perf_counter()
     return SeedResult(seed, trajectory, aux, aux_metrics, table, oracle_summary, timings={
         "aux_fit_s": aux_done - started, "optimise_s": optimised - aux_done,
@@ -226,9 +241,7 @@ def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
 def fit_and_save_proxy(task: Task, backbone_spec: str, out: Path, aux_settings: AuxiliarySettings | None = None,
                        seed: int = 0, device: str = "auto", beta_scale: float = 1e-6) -> Path:
     """Fit the proxy and one aux ensemble on ``task`` and write the scoring artifact (no design run)."""
-    from bib_ray.artifacts import save_proxy_artifact
-
     settings = aux_settings or AuxiliarySettings()
     fitted = fit_proxy(task, backbone_spec, beta_scale, device, aux_max_rows=settings.max_rows)
     aux, _ = train_aux(fitted, settings, seed)
-    return save_proxy_artifact(out, task, fitted.embedder, fitted.proxy, aux)
+    return save_proxy_artifact(out, task, fitted.lm, fitted.proxy, aux)

@@ -78,8 +78,8 @@ def build_summary(run: DesignRun) -> dict:
                  "alphabet": task.alphabet, "length": task.length, "offline_rows": int(len(task.y)),
                  "score_range": task.score_range, "details": task.details},
         "method": config.method_label(),
-        "backbone": fitted.embedder.backbone.describe(),
-        "lm_id": fitted.embedder.backbone.spec,
+        "backbone": fitted.lm.description,
+        "lm_id": fitted.lm.spec,
         "seeds": config.seeds,
         "hyperparameters": config.model_dump(mode="json"),
         "proxy": {"beta": fitted.proxy.beta, "label_mean": fitted.proxy.label_mean,
@@ -89,7 +89,7 @@ def build_summary(run: DesignRun) -> dict:
         "timings": {**fitted.timings, "total_s": run.total_s,
                     "optimise_s_per_seed": _mean_std([r.timings["optimise_s"] for r in run.seeds]),
                     "step_ms": _mean_std([r.timings["step_ms"] for r in run.seeds])},
-        "device": str(fitted.embedder.device),
+        "device": fitted.lm.device,
         "versions": package_versions(),
     }
 
@@ -115,7 +115,7 @@ def write_run_directory(run: DesignRun, out: Path) -> dict:
     plot_history({r.seed: r.trajectory.history for r in run.seeds}, run.fitted.proxy.label_mean,
                  run.fitted.proxy.label_std, out)
     first = run.seeds[0]
-    save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.embedder, run.fitted.proxy, first.aux)
+    save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux)
     summary = build_summary(run)
     summary["artifact"] = {"path": str((out / "proxy").resolve()), "aux_seed": first.seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

@@ -68,7 +68,9 @@ def test_holdout_split_is_disjoint_and_fixed(shared_data_dir):
 def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm):
     sweep = small_sweep(f"small-{algorithm}", algorithm, samples=3)
     sweep.base.update(data_dir=str(shared_data_dir), max_mutations=2)
-    table, best = run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    outcome = run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    table, best = outcome.table, outcome.best_dir
+    assert outcome.failure is None
     assert len(table) == 3 and set(table.status) == {"completed"}
     assert {"lr", "mode", "design_score", "oracle_p100_reporting_only"} <= set(table.columns)
     assert table.design_score.notna().all()
@@ -98,11 +100,11 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(shared_data
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     experiment = tmp_path / "resumable"
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(experiment.glob("run_trial_*/run/summary.json"))) < 2:
+    while time.time() < deadline and len(list(experiment.glob("run_trial_*/checkpoint_*/summary.json"))) < 2:
         time.sleep(1)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)
-    finished = {p: p.stat().st_mtime for p in experiment.glob("run_trial_*/run/summary.json")}
+    finished = {p: p.stat().st_mtime for p in experiment.glob("run_trial_*/checkpoint_*/summary.json")}
     assert 2 <= len(finished) < 6, "interrupt came too late to test resuming"
     resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]

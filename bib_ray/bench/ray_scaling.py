@@ -76,7 +76,7 @@ def sweep_trials_per_minute(data_dir: str | None) -> tuple[pd.DataFrame, float]:
         sweep.base["data_dir"] = data_dir
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        table, _ = run_sweep(sweep, RaySettings(shards=2), Path(out))
+        table = run_sweep(sweep, RaySettings(shards=2), Path(out)).table
         minutes = (time.perf_counter() - started) / 60
     return table, len(table) / minutes
 

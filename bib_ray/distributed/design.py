@@ -1,7 +1,10 @@
-"""``bib-ray design`` on Ray: fit the proxy on shard actors, run the trajectories on them.
+"""``bib-ray design`` on Ray: fit the proxy on shard actors, then train every seed's auxiliary
+ensemble, run every seed's trajectories and score the final designs on them too.
 
 Same results as the single-process ``bib_ray.pipeline.run_design`` for the same config and
-seeds (the driver draws every trajectory's initial logits, the shards only compute).
+seeds (the driver draws every trajectory's initial logits, the shards only compute). The
+driver holds no LM: it reduces the shards' statistics, solves the proxy, dispatches all
+seeds' work at once, and scores the designs with the task's oracle.
 """
 
 from __future__ import annotations
@@ -11,16 +14,13 @@ import math
 import time
 
 import numpy as np
-import torch
 
-from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig, RaySettings
 from bib_ray.core.aux_ensemble import aux_training_rows
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.distributed.runtime import connect
 from bib_ray.distributed.shards import ShardPool, ShardResources, default_shard_count
-from bib_ray.embedding import SequenceEmbedder
-from bib_ray.pipeline import DesignRun, FittedProxy, resolve_device, run_seed
+from bib_ray.pipeline import DesignRun, FittedProxy, SeedResult, decode_designs, design_table, initial_logits
 from bib_ray.tasks import Task, load_task
 
 
@@ -31,19 +31,18 @@ def shard_resources(settings: RaySettings) -> ShardResources:
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     gpus = settings.gpus_per_shard if settings.gpus_per_shard is not None else (1.0 if has_gpus else 0.0)
     return ShardResources(count=settings.shards or default_shard_count(), cpus=settings.cpus_per_shard, gpus=gpus,
-                          max_restarts=settings.max_restarts, max_task_retries=settings.max_restarts)
+                          max_restarts=settings.max_restarts, max_task_retries=settings.max_restarts,
+                          placement_timeout_s=settings.placement_timeout_s)
 
 
 def fit_proxy_on_shards(task: Task, config: DesignConfig, pool: ShardPool, progress: bool = False) -> FittedProxy:
-    """Embed the offline set on the shards, reduce the statistics, solve the proxy on the driver."""
+    """Embed the offline set on the shards, reduce their statistics, solve the proxy on the driver (CPU)."""
     started = time.perf_counter()
     aux_rows = aux_training_rows(len(task.y), config.aux_max_rows)
     statistics, aux_phi = pool.embed_statistics(task.x, task.y, aux_rows, progress)
     embedded = time.perf_counter()
-    device = resolve_device("cpu" if config.device == "auto" else config.device)
-    embedder = SequenceEmbedder(build_backbone(config.backbone, task.alphabet, task.read_length), task, device)
-    proxy = BidirectionalProxy(statistics, beta_scale=config.beta_scale, device=device)
-    return FittedProxy(task, embedder, statistics, proxy, aux_rows, aux_phi, timings={
+    proxy = BidirectionalProxy(statistics, beta_scale=config.beta_scale, device="cpu")
+    return FittedProxy(task, None, pool.lm_identity(task), statistics, proxy, aux_rows, aux_phi, timings={
         "embed_offline_s": embedded - started, "embed_rows_per_s": len(task.y) / max(embedded - started, 1e-9),
         "shards": len(pool.actors), "solve_proxy_s": time.perf_counter() - embedded})
 
@@ -54,14 +53,46 @@ def add_rows(fitted: FittedProxy, pool: ShardPool, codes: np.ndarray, y: np.ndar
     grown = dataclasses.replace(fitted.task, x=np.concatenate([fitted.task.x, codes]),
                                 y=np.concatenate([fitted.task.y, y]))
     merged = fitted.statistics + statistics
-    proxy = BidirectionalProxy(merged, fitted.proxy.beta_scale, fitted.proxy.design_beta_scale,
-                               fitted.embedder.device)
-    return FittedProxy(grown, fitted.embedder, merged, proxy, fitted.aux_rows, fitted.aux_phi, dict(fitted.timings))
+    proxy = BidirectionalProxy(merged, fitted.proxy.beta_scale, fitted.proxy.design_beta_scale, "cpu")
+    return dataclasses.replace(fitted, task=grown, statistics=merged, proxy=proxy, timings=dict(fitted.timings))
 
 
 def trajectory_batch_for(config: DesignConfig, shards: int) -> int:
-    """Designs per Ray task: the configured batch, but small enough to give every shard work."""
-    return max(1, min(config.trajectory_batch, math.ceil(config.designs / shards)))
+    """Designs per Ray task: at most the configured batch, small enough to give every shard work, and,
+    where a few more pieces per seed allow it, a number of tasks over all seeds that the shards share evenly."""
+    seeds = len(config.seeds)
+    fewest = max(math.ceil(config.designs / config.trajectory_batch), math.ceil(shards / seeds))
+    pieces = next((n for n in range(fewest, fewest + shards) if (n * seeds) % shards == 0), fewest)
+    return max(1, math.ceil(config.designs / min(pieces, config.designs)))
+
+
+def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPool,
+                        progress: bool = False) -> list[SeedResult]:
+    """All seeds at once: aux ensembles, then every trajectory batch, then the scoring, each spread
+    over the shards; the driver only decodes and scores the designs with the oracle."""
+    seeds, task = config.seeds, fitted.task
+    started = time.perf_counter()
+    trained = pool.train_aux(fitted.statistics, fitted.aux_phi, fitted.aux_labels(), config.aux_settings(), seeds,
+                             progress)
+    auxes = [aux for aux, _ in trained]
+    aux_done = time.perf_counter()
+    settings = config.optimiser_settings()
+    logits = [initial_logits(task, config.designs, seed, settings.init_std, config.observed_letters_only)
+              for seed in seeds]
+    batch = trajectory_batch_for(config, len(pool.actors))
+    trajectories = pool.run_seeds(fitted.proxy, [aux if settings.needs_aux else None for aux in auxes], settings,
+                                  logits, batch, progress)
+    trajectories = [decode_designs(task, config, trajectory) for trajectory in trajectories]
+    optimised = time.perf_counter()
+    scores = pool.score(fitted.proxy, auxes, [t.final_codes for t in trajectories], config.embed_batch_size)
+    results = []
+    for seed, (aux, metrics), trajectory, seed_scores in zip(seeds, trained, trajectories, scores):
+        table, oracle_summary = design_table(task, seed, trajectory, seed_scores)
+        results.append(SeedResult(seed, trajectory, aux, metrics, table, oracle_summary, timings={
+            "aux_fit_s": aux_done - started, "optimise_s": optimised - aux_done,
+            "step_ms": 1000 * (optimised - aux_done) / settings.steps,
+            "evaluate_s": time.perf_counter() - optimised}))
+    return results
 
 
 def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: bool = False) -> DesignRun:
@@ -72,14 +103,10 @@ def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: boo
     pool = ShardPool(config.backbone, task, shard_resources(settings), config.embed_batch_size)
     try:
         fitted = fit_proxy_on_shards(task, config, pool, progress)
-        batch = trajectory_batch_for(config, len(pool.actors))
-
-        def runner(fitted_: FittedProxy, aux, optimiser_settings, logits: torch.Tensor, _batch: int,
-                   show: bool):
-            return pool.run_trajectories(fitted_.proxy, aux, optimiser_settings, logits, batch, show)
-
-        results = [run_seed(fitted, config, seed, progress, runner) for seed in config.seeds]
+        results = run_seeds_on_shards(fitted, config, pool, progress)
+        fitted.timings["shard_busy_s_by_node"] = pool.busy_by_node()
     finally:
         pool.shutdown()
     fitted.timings["ray"] = where
+    fitted.timings["driver_cpu_s"] = round(time.process_time(), 2)
     return DesignRun(config, fitted, results, time.perf_counter() - started)

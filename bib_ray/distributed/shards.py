@@ -1,30 +1,33 @@
-"""Proxy shards: Ray actors that each hold an LM replica on their device.
+"""Proxy shards: Ray actors that each hold an LM replica on the device Ray granted them.
 
-The offline set is split into row chunks; each shard embeds the chunks it is given and
-returns their statistics (G_s, b_s, s_s, N_s) -- as raw sums, see ``EmbeddingStatistics`` --
-plus the embeddings of the rows the auxiliary ensemble trains on. The driver sums the
-statistics in chunk order and solves the proxy. Adding rows embeds only those rows. The
-same actors then run batches of design trajectories.
+Fitting: the offline set is split into row chunks; a shard embeds each chunk it is given and
+adds its statistics (G_s, b_s, s_s, N_s, as raw sums, see ``EmbeddingStatistics``) to a running
+sum it keeps, returning only the embeddings of the rows the auxiliary ensemble trains on. After
+the last chunk the driver collects one sum per shard (a single d x d matrix each) and adds them.
+A shard restarted by Ray (``max_restarts``) has lost its sum; the driver sees which chunks no
+shard accounts for and embeds those again, so the result does not depend on failures.
 
-Shards keep no state beyond their LM replica: the driver owns the rows and the reduced
-statistics, so an actor that dies is restarted by Ray (``max_restarts``) and the call it
-was serving is retried (``max_task_retries``) with the same arguments and the same result.
+Designing: the same actors train the seeds' auxiliary ensembles, run batches of design
+trajectories of all seeds together, and score the final designs; the driver holds no LM.
+
+Placement: the shards are one placement group (one bundle per shard, spread over nodes) that
+must be ready within ``ShardResources.placement_timeout_s``; the request is also handed to the
+autoscaler, so a ``ray up`` cluster scales to the shards asked for.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import operator
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
+from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.errors import UserError
 from bib_ray.tasks.base import Task
 
 
@@ -34,17 +37,46 @@ class ProxyShard:
     def __init__(self, backbone_spec: str, task_identity: dict, device: str, embed_batch_size: int) -> None:
         from bib_ray.backbones import build_backbone
         from bib_ray.embedding import SequenceEmbedder
+        from bib_ray.pipeline import resolve_device
 
-        shell = Task.from_identity(task_identity)
-        self.embedder = SequenceEmbedder(build_backbone(backbone_spec, shell.alphabet, shell.read_length),
-                                         shell, device)
+        self.task = Task.from_identity(task_identity)
+        self.embedder = SequenceEmbedder(build_backbone(backbone_spec, self.task.alphabet, self.task.read_length),
+                                         self.task, resolve_device(device))
         self.embed_batch_size = embed_batch_size
+        self._sum: EmbeddingStatistics | None = None
+        self._chunks: list[int] = []
 
     def embed_rows(self, codes: np.ndarray, y: np.ndarray,
                    keep: np.ndarray) -> tuple[EmbeddingStatistics, torch.Tensor]:
         """Statistics of (phi(codes), y) and phi of the rows ``keep`` (indices into ``codes``)."""
         phi = self.embedder.embed_codes(codes, self.embed_batch_size)
         return EmbeddingStatistics.from_rows(phi, torch.as_tensor(y)), phi[torch.as_tensor(keep, dtype=torch.long)]
+
+    def accumulate(self, chunk: int, codes: np.ndarray, y: np.ndarray, keep: np.ndarray) -> torch.Tensor:
+        """Add chunk ``chunk``'s statistics to this shard's running sum; return phi of its rows ``keep``."""
+        statistics, kept = self.embed_rows(codes, y, keep)
+        self._sum = statistics if self._sum is None else self._sum + statistics
+        self._chunks.append(chunk)
+        return kept
+
+    def take_statistics(self) -> tuple[EmbeddingStatistics | None, list[int]]:
+        """The running sum and the chunks it covers; the shard starts a new sum."""
+        taken = (self._sum, self._chunks)
+        self._sum, self._chunks = None, []
+        return taken
+
+    def lm_identity(self, probe: np.ndarray):
+        """The LM's description, device and embeddings of ``probe`` (``bib_ray.artifacts.LMIdentity``)."""
+        from bib_ray.artifacts import LMIdentity
+
+        return LMIdentity.from_probe(self.embedder, probe)
+
+    def train_aux(self, statistics: EmbeddingStatistics, phi: torch.Tensor, labels: torch.Tensor,
+                  settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
+        """Seed ``seed``'s auxiliary ensemble (on the CPU, as in a single-process run)."""
+        from bib_ray.pipeline import fit_aux_ensemble
+
+        return fit_aux_ensemble(statistics, phi, labels, settings, seed)
 
     def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
                          settings: OptimiserSettings, logits: torch.Tensor) -> TrajectoryResult:
@@ -53,6 +85,14 @@ class ProxyShard:
         optimiser = BIBOptimiser(self.embedder.embed_designs, proxy.to(device), settings,
                                  None if aux is None else aux.to(device))
         return optimiser.run_from_logits(logits.to(device))
+
+    def score(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """Proxy score, aux mean and aux spread of ``codes`` (label units), see ``score_codes``."""
+        from bib_ray.scoring import score_codes
+
+        device = self.embedder.device
+        return score_codes(self.embedder, proxy.to(device), None if aux is None else aux.to(device), codes,
+                           self.embed_batch_size)
 
     def where(self) -> dict:
         """Node, process and device of this replica (for tests and logs)."""
@@ -66,7 +106,7 @@ class ProxyShard:
 
 @dataclass(frozen=True)
 class ShardResources:
-    """Per-actor resources and restart policy."""
+    """Per-actor resources, restart policy, and how long placement may wait for them."""
 
     count: int
     cpus: float = 1.0
@@ -74,6 +114,14 @@ class ShardResources:
     max_restarts: int = 3
     max_task_retries: int = 3
     custom: dict | None = None  # e.g. {"shard": 1} to pin shards to labelled nodes
+    placement_timeout_s: float = 300.0
+
+    def bundle(self) -> dict[str, float]:
+        """One shard's resources as a placement-group bundle."""
+        bundle = {"CPU": self.cpus, **(self.custom or {})}
+        if self.gpus > 0:
+            bundle["GPU"] = self.gpus
+        return bundle
 
 
 def default_shard_count() -> int:
@@ -90,21 +138,46 @@ def row_chunks(count: int, chunk_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_rows, count)) for start in range(0, count, chunk_rows)]
 
 
+def place_bundles(bundles: list[dict[str, float]], timeout_s: float, what: str):
+    """A ready placement group of ``bundles`` (spread over nodes), asked of the autoscaler too; a UserError
+    naming what was asked and what the cluster has when it is not ready within ``timeout_s``."""
+    import ray
+    from ray.autoscaler.sdk import request_resources
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    request_resources(bundles=bundles)
+    group = placement_group(bundles, strategy="SPREAD")
+    if group.wait(timeout_seconds=timeout_s):
+        return group
+    remove_placement_group(group)
+    have = {k: v for k, v in ray.cluster_resources().items() if not k.startswith(("node:", "memory",
+                                                                                   "object_store"))}
+    free = {k: v for k, v in ray.available_resources().items() if k in have}
+    raise UserError(f"{what}: {len(bundles)} x {bundles[0]} could not be placed within {timeout_s:.0f} s; the "
+                    f"cluster has {have} in all, {free} free. Ask for fewer or smaller shards (--shards, "
+                    f"--cpus-per-shard, --gpus-per-shard) or add nodes")
+
+
 class ShardPool:
-    """A pool of ProxyShard actors for one task and backbone."""
+    """A pool of ProxyShard actors for one task and backbone, in one placement group."""
 
     def __init__(self, backbone_spec: str, task: Task, resources: ShardResources, embed_batch_size: int = 512) -> None:
         import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        self.group = place_bundles([resources.bundle()] * resources.count, resources.placement_timeout_s,
+                                   "proxy shards")
         device = "cuda" if resources.gpus > 0 else "cpu"
-        actor = ray.remote(ProxyShard).options(
+        actor = ray.remote(ProxyShard)
+        self.actors = [actor.options(
             num_cpus=resources.cpus, num_gpus=resources.gpus, resources=resources.custom or {},
-            max_restarts=resources.max_restarts, max_task_retries=resources.max_task_retries)
-        self.actors = [actor.remote(backbone_spec, task.identity(), device, embed_batch_size)
-                       for _ in range(resources.count)]
+            max_restarts=resources.max_restarts, max_task_retries=resources.max_task_retries,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=index),
+        ).remote(backbone_spec, task.identity(), device, embed_batch_size) for index in range(resources.count)]
         self.embed_batch_size = embed_batch_size
         self.rows_embedded = 0
         self._proxy_ref: tuple[DesignProxy, object] | None = None  # (proxy, its object ref), reused across seeds
+        self.busy_s = [0.0] * len(self.actors)  # seconds each actor had a call in flight (see ``busy_by_node``)
 
     def map(self, call, items: list, progress: bool = False, description: str = "") -> list:
         """``call(actor, item) -> ObjectRef`` for every item, each sent to the next free actor;
@@ -113,17 +186,18 @@ class ShardPool:
         from tqdm.auto import tqdm
 
         pending = list(enumerate(items))[::-1]
-        idle = list(self.actors)
+        idle = list(range(len(self.actors)))
         in_flight: dict = {}
         results: dict[int, object] = {}
         with tqdm(total=len(items), desc=description, disable=not progress, leave=False) as bar:
             while pending or in_flight:
                 while pending and idle:
                     index, item = pending.pop()
-                    actor = idle.pop()
-                    in_flight[call(actor, item)] = (index, actor)
+                    shard = idle.pop()
+                    in_flight[call(self.actors[shard], item)] = (index, shard, time.perf_counter())
                 done, _ = ray.wait(list(in_flight), num_returns=1)
-                index, actor = in_flight.pop(done[0])
+                index, shard, sent = in_flight.pop(done[0])
+                self.busy_s[shard] += time.perf_counter() - sent
                 try:
                     results[index] = ray.get(done[0])
                 except ray.exceptions.RayActorError:  # restarts and retries exhausted: give the item to another shard
@@ -131,42 +205,117 @@ class ShardPool:
                         raise
                     pending.append((index, items[index]))
                     continue
-                idle.append(actor)
+                idle.append(shard)
                 bar.update()
         return [results[i] for i in range(len(items))]
 
     def embed_statistics(self, codes: np.ndarray, y: np.ndarray, keep_rows: np.ndarray,
                          progress: bool = False) -> tuple[EmbeddingStatistics, torch.Tensor]:
-        """Statistics of all rows, summed in row order, and phi of ``keep_rows`` (sorted indices)."""
-        chunk = self.embed_batch_size * max(1, math.ceil(len(y) / (8 * len(self.actors) * self.embed_batch_size)))
+        """Statistics of all rows (each shard sums its chunks; one sum per shard comes back) and phi of
+        ``keep_rows`` (sorted indices). Chunks that a restarted shard lost are embedded again."""
+        import ray
+
+        chunk = self.embed_batch_size * max(1, -(-len(y) // (8 * len(self.actors) * self.embed_batch_size)))
         ranges = row_chunks(len(y), chunk)
-        items = [(codes[a:b], y[a:b], keep_rows[(keep_rows >= a) & (keep_rows < b)] - a) for a, b in ranges]
-        parts = self.map(lambda actor, item: actor.embed_rows.remote(*item), items, progress, "embedding on shards")
+        kept: dict[int, torch.Tensor] = {}
+        statistics, todo = None, list(range(len(ranges)))
+        while todo:
+            items = [(i, codes[ranges[i][0]:ranges[i][1]], y[ranges[i][0]:ranges[i][1]],
+                      keep_rows[(keep_rows >= ranges[i][0]) & (keep_rows < ranges[i][1])] - ranges[i][0])
+                     for i in todo]
+            parts = self.map(lambda actor, item: actor.accumulate.remote(*item), items, progress,
+                             "embedding on shards")
+            kept.update({item[0]: phi for item, phi in zip(items, parts)})
+            covered: set[int] = set()
+            for shard_sum, chunks in ray.get([actor.take_statistics.remote() for actor in self.actors]):
+                if shard_sum is not None:
+                    statistics = shard_sum if statistics is None else statistics + shard_sum
+                    covered.update(chunks)
+            todo = [i for i in todo if i not in covered]
         self.rows_embedded += len(y)
-        statistics = functools.reduce(operator.add, (part for part, _ in parts[1:]), parts[0][0]) if parts else None
-        kept = torch.cat([phi for _, phi in parts]) if parts else torch.zeros(0)
-        return statistics, kept
+        phi = torch.cat([kept[i] for i in range(len(ranges))]) if ranges else torch.zeros(0)
+        return statistics, phi
+
+    def lm_identity(self, task: Task):
+        """The LM's identity as one shard reports it (``bib_ray.artifacts.LMIdentity``)."""
+        import ray
+
+        from bib_ray.artifacts import fingerprint_codes
+
+        return ray.get(self.actors[0].lm_identity.remote(fingerprint_codes(task)))
+
+    def train_aux(self, statistics: EmbeddingStatistics, phi: torch.Tensor, labels: torch.Tensor,
+                  settings: AuxiliarySettings, seeds: list[int],
+                  progress: bool = False) -> list[tuple[AuxiliaryEnsemble, dict]]:
+        """Every seed's auxiliary ensemble, trained on the shards in parallel (rows shipped once)."""
+        import ray
+
+        statistics_ref, phi_ref, labels_ref = ray.put(statistics), ray.put(phi), ray.put(labels)
+        return self.map(lambda actor, seed: actor.train_aux.remote(statistics_ref, phi_ref, labels_ref, settings,
+                                                                   seed), seeds, progress, "aux ensembles")
+
+    def _shipped_proxy(self, proxy: DesignProxy):
+        """The proxy's object ref, made once per proxy (reused across seeds and calls)."""
+        import ray
+
+        if self._proxy_ref is None or self._proxy_ref[0] is not proxy:
+            self._proxy_ref = (proxy, ray.put(proxy.to("cpu")))
+        return self._proxy_ref[1]
 
     def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
                          settings: OptimiserSettings, logits: torch.Tensor, batch_size: int,
                          progress: bool) -> TrajectoryResult:
         """Trajectories split into batches of ``batch_size`` that run concurrently on the shards."""
+        return self.run_seeds(proxy, [aux], settings, [logits], batch_size, progress)[0]
+
+    def run_seeds(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], settings: OptimiserSettings,
+                  logits: list[torch.Tensor], batch_size: int, progress: bool) -> list[TrajectoryResult]:
+        """Several seeds' trajectories (``logits[i]`` with ``auxes[i]``), all their batches dispatched together."""
         import ray
 
         from bib_ray.pipeline import merge_trajectories
 
-        if self._proxy_ref is None or self._proxy_ref[0] is not proxy:
-            self._proxy_ref = (proxy, ray.put(proxy.to("cpu")))
-        proxy_ref, aux_ref = self._proxy_ref[1], ray.put(None if aux is None else aux.to("cpu"))
-        batches = list(logits.cpu().split(batch_size))
-        parts = self.map(lambda actor, batch: actor.run_trajectories.remote(proxy_ref, aux_ref, settings, batch),
-                         batches, progress, "trajectory batches")
-        return merge_trajectories(parts)
+        proxy_ref = self._shipped_proxy(proxy)
+        aux_refs = [ray.put(None if aux is None else aux.to("cpu")) for aux in auxes]
+        items = [(seed, batch) for seed, seed_logits in enumerate(logits) for batch in seed_logits.cpu().split(
+            batch_size)]
+        parts = self.map(lambda actor, item: actor.run_trajectories.remote(proxy_ref, aux_refs[item[0]], settings,
+                                                                          item[1]),
+                         items, progress, "trajectory batches")
+        return [merge_trajectories([part for (seed, _), part in zip(items, parts) if seed == index])
+                for index in range(len(logits))]
+
+    def score(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], codes: list[np.ndarray],
+              batch_size: int) -> list[dict[str, np.ndarray]]:
+        """``score_codes`` of each seed's final designs ``codes[i]`` with ``auxes[i]``, on the shards."""
+        import ray
+
+        proxy_ref = self._shipped_proxy(proxy)
+        aux_refs = [ray.put(None if aux is None else aux.to("cpu")) for aux in auxes]
+        items = [(seed, rows[start:start + batch_size]) for seed, rows in enumerate(codes)
+                 for start in range(0, len(rows), batch_size)]
+        parts = self.map(lambda actor, item: actor.score.remote(proxy_ref, aux_refs[item[0]], item[1]), items)
+        merged = []
+        for index in range(len(codes)):
+            mine = [part for (seed, _), part in zip(items, parts) if seed == index]
+            merged.append({key: np.concatenate([part[key] for part in mine]) for key in mine[0]})
+        return merged
+
+    def busy_by_node(self) -> dict[str, float]:
+        """Seconds of calls in flight per node (summed over the node's shards): how busy the cluster was."""
+        import ray
+
+        nodes = ray.get([actor.where.remote() for actor in self.actors])
+        busy: dict[str, float] = {}
+        for node, seconds in zip(nodes, self.busy_s):
+            busy[node["node_id"][:8]] = round(busy.get(node["node_id"][:8], 0.0) + seconds, 2)
+        return busy
 
     def shutdown(self) -> None:
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
-
+        remove_placement_group(self.group)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     """One Tune trial: a full single-seed design run (``run_seed``), reporting ``design_score`` as it goes."""
     from ray import tune
 
+    from bib_ray.artifacts import LMIdentity
     from bib_ray.backbones import build_backbone
     from bib_ray.embedding import SequenceEmbedder
     from bib_ray.pipeline import DesignRun, FittedProxy, run_seed, train_aux
@@ -114,7 +116,8 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     backbone = build_backbone(config.backbone, train_task.alphabet, train_task.read_length)
     embedder = SequenceEmbedder(backbone, train_task, device)
     proxy = BidirectionalProxy(own.statistics, config.beta_scale, device=device)
-    fitted = FittedProxy(train_task, embedder, own.statistics, proxy, own.aux_rows, own.aux_phi)
+    fitted = FittedProxy(train_task, embedder, LMIdentity.of(embedder, train_task), own.statistics, proxy,
+                         own.aux_rows, own.aux_phi)
     aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
     aux_seconds = time.perf_counter() - started
     if sweep.metric == "aux":
@@ -139,13 +142,13 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
 
     result = run_seed(fitted, config, seed, runner=runner, trained_aux=(aux, aux_metrics))
     result.timings["aux_fit_s"] = aux_seconds
-    run_dir = Path(tune.get_context().get_trial_dir()) / "run"
-    write_run_directory(DesignRun(config, fitted, [result], time.perf_counter() - started), run_dir)
     metrics = {METRIC: score(torch.as_tensor(result.trajectory.final_codes)), "step": config.steps}
     if result.oracle_summary is not None:
         metrics.update(oracle_p100_reporting_only=result.oracle_summary["p100"],
                        oracle_p50_reporting_only=result.oracle_summary["p50"])
-    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
+    with tempfile.TemporaryDirectory(prefix="bib-ray-trial-") as run_dir:  # on the trial's node; Tune uploads it
+        write_run_directory(DesignRun(config, fitted, [result], time.perf_counter() - started), Path(run_dir))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(run_dir))
 
 
 def _search_algorithm(sweep: SweepConfig):
@@ -174,8 +177,13 @@ def _scheduler(sweep: SweepConfig):
                          reduction_factor=sweep.scheduler.reduction_factor)
 
 
+def _first_line(error: BaseException | None) -> str:
+    lines = [line for line in str(error or "").splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else ""
+
+
 def results_table(grid, sweep: SweepConfig) -> pd.DataFrame:
-    """One row per trial: hyper-parameters, the metric, the oracle (reporting only), status."""
+    """One row per trial: hyper-parameters, the metric, the oracle (reporting only), status, error."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -184,32 +192,71 @@ def results_table(grid, sweep: SweepConfig) -> pd.DataFrame:
                "oracle_p100_reporting_only": metrics.get("oracle_p100_reporting_only"),
                "oracle_p50_reporting_only": metrics.get("oracle_p50_reporting_only"),
                "status": "error" if result.error else ("stopped early" if metrics.get("step") != (
-                   result.config.get("steps") or sweep.base_config().steps) else "completed")}
+                   result.config.get("steps") or sweep.base_config().steps) else "completed"),
+               "error": _first_line(result.error)}
         rows.append(row)
     return pd.DataFrame(rows).sort_values(METRIC, ascending=False, na_position="last")
 
 
+@dataclass
+class SweepOutcome:
+    """What ``run_sweep`` leaves: the table, where it wrote it, the best trial's fetched outputs, and
+    the trials that failed (``failure`` says why the sweep as a whole failed, None when it did not)."""
+
+    table: pd.DataFrame
+    out_dir: Path
+    experiment: str
+    best_dir: Path | None
+    failure: str | None
+
+
+def experiment_location(storage: str, name: str) -> str:
+    """``storage``/``name``: a URI (s3://, gs://, ...) joined with '/', or an absolute local path."""
+    if "://" in storage:
+        return storage.rstrip("/") + "/" + name
+    return str(Path(storage).expanduser().resolve() / name)
+
+
+def failure_summary(table: pd.DataFrame) -> str | None:
+    """None when every trial ran (completed or stopped early by the scheduler); else what failed."""
+    errored = table[table.status == "error"]
+    finished = table[table.status != "error"]
+    if errored.empty and not finished.empty:
+        return None
+    reasons = errored.error.value_counts()
+    lines = [f"{len(errored)} of {len(table)} trials failed" if len(table) else "no trial ran"]
+    lines += [f"  {count} x {reason}" for reason, count in reasons.items()]
+    if errored.error.str.contains("storage_path", regex=False).any():
+        lines.append("  (trials on other nodes cannot reach the storage: pass --storage with a URI or shared "
+                     "folder that every node sees, e.g. s3://bucket/sweeps or an NFS mount)")
+    return "\n".join(lines)
+
+
 def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool = False,
-              progress: bool = False) -> tuple[pd.DataFrame, Path | None]:
-    """Run (or resume) the sweep under ``out/<name>``; returns the results table and the best run's directory."""
+              progress: bool = False, storage: str | None = None) -> SweepOutcome:
+    """Run (or resume) the sweep; Tune keeps the experiment and each trial's outputs (a checkpoint)
+    under ``storage``/<name> (default ``out``, fine on one node); the table and the best trial's
+    checkpoint, fetched with ``Checkpoint.to_directory``, go to ``out``/<name>."""
     from ray import tune
 
     from bib_ray.distributed.runtime import connect
 
+    experiment = experiment_location(storage or str(out), sweep.name)
+    out_dir = out.expanduser().resolve() / sweep.name
     connect(settings.address)
+    if resume and not tune.Tuner.can_restore(experiment):
+        raise UserError(f"nothing to resume at {experiment}")
+    if not resume and tune.Tuner.can_restore(experiment):
+        raise UserError(f"{experiment} holds a sweep already: pass --resume to continue it or choose another "
+                        f"--out / --storage")
     base = sweep.base_config()
     task = load_task(base.task, base.data_dir, base.alphabet)
-    experiment = out.resolve() / sweep.name
-    if resume and not tune.Tuner.can_restore(str(experiment)):
-        raise UserError(f"nothing to resume at {experiment}")
-    if not resume and experiment.exists():
-        raise UserError(f"{experiment} exists: pass --resume to continue it or choose another --out")
     train, holdout = split_offline(task, sweep.holdout_fraction) if sweep.metric == "holdout" else (task, None)
     prepared = prepare(sweep, train, holdout, settings, progress)
     trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, train_task=train, prepared=prepared),
                                     {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     if resume:
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -217,16 +264,23 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=sweep.search.num_samples,
                                         search_alg=_search_algorithm(sweep), scheduler=_scheduler(sweep),
                                         max_concurrent_trials=sweep.search.max_concurrent),
-            run_config=tune.RunConfig(name=sweep.name, storage_path=str(out.resolve()), verbose=1 if progress else 0))
+            run_config=tune.RunConfig(name=sweep.name, storage_path=storage_root(storage or str(out)),
+                                      verbose=1 if progress else 0))
     grid = tuner.fit()
     table = results_table(grid, sweep)
-    table.to_csv(experiment / "sweep_results.csv", index=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "sweep_results.csv", index=False)
     finished = [r for r in grid if r.checkpoint is not None and not r.error and METRIC in (r.metrics or {})]
     best_dir = None
     if finished:
         best = max(finished, key=lambda r: r.metrics[METRIC])
-        best_dir = experiment / "best"
+        best_dir = out_dir / "best"
         if best_dir.exists():
             shutil.rmtree(best_dir)
-        shutil.copytree(best.checkpoint.path, best_dir)
-    return table, best_dir
+        best.checkpoint.to_directory(str(best_dir))
+    return SweepOutcome(table, out_dir, experiment, best_dir, failure_summary(table))
+
+
+def storage_root(storage: str) -> str:
+    """Tune's ``storage_path``: the URI as given, or a local folder as an absolute path."""
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())

@@ -20,6 +20,7 @@ from ray import serve
 from ray.serve import Application
 
 from bib_ray.alphabets import encode
+from bib_ray.artifacts import ArtifactFiles, read_artifact_files
 from bib_ray.errors import UserError
 from bib_ray.scoring import score_codes
 from bib_ray.service.schemas import (API_KEY_HEADER, Health, ModelIdentity, ScoreRequest, ScoreResponse,
@@ -87,13 +88,13 @@ def sequences_in(items: list[np.ndarray]) -> int:
 class ProxyScorer:
     """One replica: the loaded artifact (LM, closed-form head, aux ensemble) on its device."""
 
-    def __init__(self, settings: dict, api_key: str | None) -> None:
+    def __init__(self, settings: dict, api_key: str | None, artifact_files: ArtifactFiles) -> None:
         from bib_ray.artifacts import load_proxy_artifact
         from bib_ray.pipeline import resolve_device
 
         self.settings = ServiceSettings(**settings)
         self.api_key = api_key
-        self.loaded = load_proxy_artifact(self.settings.artifact, resolve_device(self.settings.device))
+        self.loaded = load_proxy_artifact(artifact_files, resolve_device(self.settings.device))
         self._score_batch.set_max_batch_size(self.settings.max_batch_sequences)
         self._score_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
         meta = self.loaded.meta
@@ -151,9 +152,12 @@ class ProxyScorer:
 
 
 def scorer_application(settings: ServiceSettings, options: dict | None = None) -> Application:
-    """The scoring application for ``settings`` (artifact checked), with Serve deployment ``options``."""
+    """The scoring application for ``settings``, with Serve deployment ``options``. The artifact is read
+    here, by the deploying process, and its bytes travel in the application's arguments: replicas on
+    nodes that cannot see the artifact's path load it all the same."""
     settings = settings.with_checked_artifact()
-    return ProxyScorer.options(**(options or {})).bind(settings.model_dump(), settings.resolve_api_key())
+    files = read_artifact_files(settings.artifact)
+    return ProxyScorer.options(**(options or {})).bind(settings.model_dump(), settings.resolve_api_key(), files)
 
 
 def build_app(args: dict) -> Application:

@@ -33,7 +33,8 @@ class ServiceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    artifact: str = Field(description="proxy artifact directory (proxy.json + proxy.safetensors)")
+    artifact: str = Field(description="proxy artifact (proxy.json + proxy.safetensors): a directory where the "
+                                      "service is deployed from, or a storage URI such as s3://bucket/run/proxy")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N for the LM in each replica")
     max_batch_sequences: int = Field(128, ge=1, description="sequences per batched LM call (@serve.batch)")
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="how long a batch waits to fill")
@@ -49,16 +50,15 @@ class ServiceSettings(BaseModel):
         return self
 
     def with_checked_artifact(self) -> "ServiceSettings":
-        """A copy whose artifact path is absolute (replicas run in other directories), checked to exist."""
-        from bib_ray.artifacts import JSON_NAME, TENSORS_NAME
+        """A copy whose local artifact path is absolute, checked to exist (a storage URI is read as given).
 
-        path = Path(self.artifact).expanduser().resolve()
-        missing = [name for name in (JSON_NAME, TENSORS_NAME) if not (path / name).is_file()]
-        if missing:
-            raise UserError(f"{self.artifact} is not a proxy artifact (missing {', '.join(missing)}); pass the "
-                            f"proxy/ directory of a design run or a sweep's best trial, as an absolute path "
-                            f"in a Serve YAML")
-        return self.model_copy(update={"artifact": str(path)})
+        Only the process that deploys reads it; replicas get the files through Ray, on any node."""
+        from bib_ray.artifacts import read_artifact_files
+
+        if "://" in self.artifact:
+            return self
+        read_artifact_files(self.artifact)
+        return self.model_copy(update={"artifact": str(Path(self.artifact).expanduser().resolve())})
 
     def resolve_api_key(self) -> str | None:
         """The key from ``api_key_env`` (None when the service is open); an unset variable is an error."""
