@@ -210,7 +210,8 @@ def main() -> int:
             ray.shutdown()
     _print(rows)
     failed = [row[0] for row in rows if row[3] == "FAIL"]
-    print(f"{len(rows) - len(failed)} of {len(rows)} checks passed or skipped" + (f"; FAILED: {failed}" if failed else ""))
+    print(f"{len(rows) - len(failed)} of {len(rows)} checks passed or skipped"
+          + (f"; FAILED: {failed}" if failed else ""))
     return 1 if failed else 0
 
 

@@ -122,7 +122,8 @@ class HuggingFaceBackbone(Backbone):
         return self.model.get_input_embeddings().weight.device
 
     def place(self, devices: Sequence[torch.device | str]) -> Backbone:
-        """Move onto one device; a split (built with several devices) is only ever given at load time."""
+        """Move onto one device, as ``Backbone.place``; a split backbone cannot be moved (UserError):
+        splitting happens only when loading (``devices`` of the constructor)."""
         if len(devices) == 1 and self.split:
             raise UserError(f"backbone {self.spec!r} is split over several devices and cannot be moved")
         return super().place(devices)

@@ -103,8 +103,8 @@ class BidirectionalProxy(DesignProxy):
     def statistics(self) -> EmbeddingStatistics:
         """The offline statistics the proxy was solved from (float64, on the CPU)."""
         prefix = "statistics_"
-        return EmbeddingStatistics.from_tensors(
-            {name.removeprefix(prefix): tensor.cpu() for name, tensor in self.named_buffers() if name.startswith(prefix)})
+        return EmbeddingStatistics.from_tensors({name.removeprefix(prefix): tensor.cpu()
+                                                 for name, tensor in self.named_buffers() if name.startswith(prefix)})
 
     @property
     def dim(self) -> int:
