@@ -19,14 +19,26 @@ ProgressFactory = Callable[[int, str], "object"]
 
 
 class SequenceEmbedder:
-    """phi for designs of one task: ``embed_designs(P)`` with gradients, ``embed_codes(x)`` in batches."""
+    """phi for designs of one task: ``embed_designs(P)`` with gradients, ``embed_codes(x)`` in batches.
 
-    def __init__(self, backbone: Backbone, task: Task, device: torch.device | str = "cpu") -> None:
+    ``device``: where to move the backbone and its inputs; None keeps the backbone where it is (as
+    ``build_backbone(devices=...)`` placed it). A split backbone (``Backbone.split``) is never moved:
+    ``device`` must then be None or its input device.
+    """
+
+    def __init__(self, backbone: Backbone, task: Task, device: torch.device | str | None = None) -> None:
         if backbone.alphabet != task.alphabet:
             raise ValueError(f"backbone built for {backbone.alphabet!r}, task uses {task.alphabet!r}")
-        self.backbone = backbone.to(device)
+        if backbone.split:
+            if device is not None and not _same_device(torch.device(device), backbone.device):
+                raise ValueError(f"backbone is split over several devices with inputs on {backbone.device}; "
+                                 f"it cannot be moved to {device}")
+            self.backbone, self.device = backbone, backbone.device
+        elif device is None:
+            self.backbone, self.device = backbone, backbone.device
+        else:
+            self.backbone, self.device = backbone.to(device), torch.device(device)
         self.task = task
-        self.device = torch.device(device)
         self.vocab_size = len(task.alphabet)
         self.positions = None
         self.template_probs = None
@@ -69,3 +81,12 @@ class SequenceEmbedder:
         """Sufficient statistics of (phi(x), y) and the embeddings themselves (for the aux model)."""
         phi = self.embed_codes(codes, batch_size, progress, description="embedding offline set")
         return EmbeddingStatistics.from_rows(phi, torch.as_tensor(y)), phi
+
+
+def _same_device(requested: torch.device, actual: torch.device) -> bool:
+    """``requested`` names ``actual`` ('cuda' without an index names the current CUDA device)."""
+    if requested.type != actual.type:
+        return False
+    if requested.index is None and requested.type == "cuda":
+        return actual.index == torch.cuda.current_device()
+    return requested.index is None or requested.index == actual.index

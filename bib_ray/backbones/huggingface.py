@@ -6,11 +6,18 @@ k-mers, one token per window) the probability of k-mer (a_1..a_k) at window j is
 prod_t P[j + t - 1, a_t], and inputs_embeds[j] = sum_kmer prob(kmer) E[kmer]. The tokenizer's
 own special tokens (CLS/BOS before, SEP/EOS after) are added as their embedding rows, and
 phi is the mean of the last hidden states over the residue (or k-mer) positions.
+
+The weights load in the requested ``dtype``; given several CUDA devices the model is loaded
+straight onto them with a balanced device map (Hugging Face ``from_pretrained(device_map=...)``,
+which needs the ``accelerate`` package): each device holds some of the layers and activations
+pass from one to the next, so an LM larger than one GPU fits on a shard's GPUs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,6 +28,38 @@ from bib_ray.errors import UserError
 # ESM's embedding layer rescales token embeddings by (1 - 0.15 * 0.8) / (1 - observed mask ratio)
 # when token_dropout is on and input_ids are given; inputs_embeds skip that, so we apply it here.
 _ESM_TOKEN_DROPOUT_SCALE = 1.0 - 0.15 * 0.8
+
+#: share of each GPU's free memory a device map may fill with weights (the rest is left for activations)
+SPLIT_MEMORY_FRACTION = 0.9
+
+
+def split_loading_kwargs(devices: Sequence[torch.device | str]) -> dict:
+    """``from_pretrained`` arguments that spread a model's layers over the CUDA ``devices``, balanced.
+
+    Returns ``{"device_map": "balanced", "max_memory": {index: bytes}}`` with only the given GPUs
+    (so no layer lands on another GPU, the CPU or disk), each capped at ``SPLIT_MEMORY_FRACTION``
+    of its free memory. Raises UserError for non-CUDA or repeated devices, or without accelerate.
+    """
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError("splitting a Hugging Face model over several GPUs needs accelerate: pip install accelerate")
+    indices = []
+    for device in map(torch.device, devices):
+        if device.type != "cuda" or device.index is None:
+            raise UserError(f"a model is split only over numbered CUDA devices (cuda:N), got {str(device)!r}")
+        indices.append(device.index)
+    if len(set(indices)) != len(indices):
+        raise UserError(f"devices to split a model over must differ, got {[str(d) for d in devices]}")
+    return {"device_map": "balanced",
+            "max_memory": {index: int(torch.cuda.mem_get_info(index)[0] * SPLIT_MEMORY_FRACTION)
+                           for index in indices}}
+
+
+def _dtype_keyword() -> str:
+    """``from_pretrained``'s precision argument: ``dtype`` from transformers 4.56 on, ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 def _load_tokenizer(path: str):
@@ -36,10 +75,16 @@ def _load_tokenizer(path: str):
 
 
 class HuggingFaceBackbone(Backbone):
-    """A frozen ``transformers`` encoder fed soft one-hot residues through ``inputs_embeds``."""
+    """A frozen ``transformers`` encoder fed soft one-hot residues through ``inputs_embeds``.
+
+    ``dtype`` is the precision the weights are loaded in. ``devices``: None loads on the CPU (move
+    it later with ``.to``); one device loads there; several CUDA devices split the model over them
+    (see ``split_loading_kwargs``), after which the backbone must not be moved.
+    """
 
     def __init__(self, alphabet: str, model_path: str, tokenizer_path: str | None = None,
-                 kmer: int | None = None, spec: str | None = None) -> None:
+                 kmer: int | None = None, spec: str | None = None, dtype: torch.dtype = torch.float32,
+                 devices: Sequence[torch.device | str] | None = None) -> None:
         super().__init__()
         from transformers import AutoModel
         from transformers.utils import logging as transformers_logging
@@ -49,8 +94,11 @@ class HuggingFaceBackbone(Backbone):
         self.model_path = model_path
         transformers_logging.set_verbosity_error()  # unused MLM-head weights are expected, not news
         transformers_logging.disable_progress_bar()
+        load_kwargs: dict = {_dtype_keyword(): dtype}
+        if devices is not None and len(devices) > 1:
+            load_kwargs.update(split_loading_kwargs(devices))
         try:
-            self.model = AutoModel.from_pretrained(model_path)
+            self.model = AutoModel.from_pretrained(model_path, **load_kwargs)
         except OSError as error:
             raise UserError(
                 f"cannot load Hugging Face model {model_path!r}: {error}. Without network access, "
@@ -58,12 +106,27 @@ class HuggingFaceBackbone(Backbone):
         self.tokenizer = _load_tokenizer(tokenizer_path or model_path)
         self.hidden_size = int(self.model.config.hidden_size)
         self.kmer = kmer or self._detect_kmer()
-        self.register_buffer("residue_token_ids", self._residue_token_ids(), persistent=False)
+        input_device = self.device
+        self.register_buffer("residue_token_ids", self._residue_token_ids().to(input_device), persistent=False)
         prefix, suffix = self._special_tokens()
-        self.register_buffer("prefix_ids", prefix, persistent=False)
-        self.register_buffer("suffix_ids", suffix, persistent=False)
+        self.register_buffer("prefix_ids", prefix.to(input_device), persistent=False)
+        self.register_buffer("suffix_ids", suffix.to(input_device), persistent=False)
         self.input_scale = _ESM_TOKEN_DROPOUT_SCALE if getattr(self.model.config, "token_dropout", False) else 1.0
         self.freeze()
+        if devices is not None and len(devices) == 1:
+            self.to(devices[0])
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embedding table (the first of a split model's)."""
+        return self.model.get_input_embeddings().weight.device
+
+    def place(self, devices: Sequence[torch.device | str]) -> Backbone:
+        """Move onto one device, as ``Backbone.place``; a split backbone cannot be moved (UserError):
+        splitting happens only when loading (``devices`` of the constructor)."""
+        if len(devices) == 1 and self.split:
+            raise UserError(f"backbone {self.spec!r} is split over several devices and cannot be moved")
+        return super().place(devices)
 
     def _detect_kmer(self) -> int:
         vocab = self.tokenizer.get_vocab()
@@ -122,7 +185,7 @@ class HuggingFaceBackbone(Backbone):
         inputs = torch.cat([prefix, residues, suffix], dim=1) * self.input_scale
         mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=inputs.device)
         hidden = self.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
-        return self._pool(hidden).to(torch.float32)
+        return self._pool(hidden).to(inputs.device, torch.float32)
 
     @torch.no_grad()
     def embed_token_ids(self, sequences: list[str]) -> torch.Tensor:
@@ -132,7 +195,7 @@ class HuggingFaceBackbone(Backbone):
             raise ValueError("embed_token_ids takes sequences of one length")
         ids = encoded["input_ids"].to(self.device)
         hidden = self.model(input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device)).last_hidden_state
-        return self._pool(hidden).to(torch.float32)
+        return self._pool(hidden).to(ids.device, torch.float32)
 
     def describe(self) -> dict:
         return {**super().describe(), "model_path": self.model_path, "kmer": self.kmer,

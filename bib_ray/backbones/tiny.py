@@ -78,7 +78,7 @@ class TinyTransformerBackbone(Backbone):
         h = h + sinusoidal_positions(h.shape[1], self.hidden_size).to(h.device, h.dtype)
         for layer in self.layers:
             h = layer(h)
-        return self.final_norm(h).mean(1)
+        return self.final_norm(h).mean(1).to(torch.float32)
 
     def describe(self) -> dict:
         return {**super().describe(), **self.options}

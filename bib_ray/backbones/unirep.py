@@ -180,13 +180,13 @@ class UniRepBackbone(Backbone):
         return arrays
 
     def _pooled(self, residue_inputs: torch.Tensor) -> torch.Tensor:
-        """residue_inputs (B, L, 10) -> h_avg (B, H): start token prepended, mean over the L + 1 states."""
+        """residue_inputs (B, L, 10) -> h_avg (B, H) float32: start token prepended, mean over the L + 1 states."""
         batch = residue_inputs.shape[0]
         start = self.embedding[START_TOKEN].expand(batch, 1, -1)
         x = torch.cat([start, residue_inputs], dim=1).transpose(0, 1).contiguous()  # (T, B, 10)
         for layer in self.layers[:-1]:
             x = layer(x, keep_states=True)
-        return self.layers[-1](x, keep_states=False) / x.shape[0]
+        return (self.layers[-1](x, keep_states=False) / x.shape[0]).to(torch.float32)
 
     def embed(self, probs: torch.Tensor) -> torch.Tensor:
         """probs (B, L, V) over ``alphabet`` -> h_avg (B, H); the input at each residue is probs @ E[alphabet]."""

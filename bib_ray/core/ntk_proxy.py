@@ -26,32 +26,38 @@ def kernel_rows(count: int, max_rows: int, seed: int = 0) -> np.ndarray:
 
 
 class NTKProxy(DesignProxy):
-    """Kernel ridge regression with ``kernel`` on rows ``x`` (M, d) and raw labels ``y`` (M,)."""
+    """Kernel ridge regression with ``kernel`` on rows ``x`` (M, d) and raw labels ``y`` (M,).
+
+    Buffers (float64): ``x`` (M, d), standardised labels ``y`` (M,) and dual weights ``alpha`` (M,);
+    the kernel is a plain (tensor-free) attribute.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    alpha: torch.Tensor
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, label_mean: float, label_std: float,
                  kernel: ReluNTK | None = None, beta_scale: float = 1e-6, design_beta_scale: float = 1e-6,
                  device: torch.device | str = "cpu") -> None:
         if beta_scale <= 0 or design_beta_scale <= 0:
             raise ValueError("beta scales must be positive")
+        super().__init__()
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise ValueError(f"need matching, non-empty rows and labels, got {x.shape[0]} and {y.shape[0]}")
         self.kernel = kernel or ReluNTK()
         self.label_mean, self.label_std = float(label_mean), float(label_std)
-        self.x = x.to(torch.float64)
-        self.y = (y.to(torch.float64) - self.label_mean) / self.label_std
+        self.register_buffer("x", x.detach().to(torch.float64).clone())
+        self.register_buffer("y", (y.detach().to(torch.float64) - self.label_mean) / self.label_std)
         self.beta_scale, self.design_beta_scale = beta_scale, design_beta_scale
         gram = self.kernel(self.x, self.x)
         self.beta = beta_scale * float(torch.trace(gram)) / len(self.y)
-        self.alpha = torch.linalg.solve(gram + self.beta * torch.eye(len(self.y), dtype=torch.float64), self.y)
+        eye = torch.eye(len(self.y), dtype=torch.float64, device=self.x.device)
+        self.register_buffer("alpha", torch.linalg.solve(gram + self.beta * eye, self.y))
         self.to(device)
 
     @property
     def rows(self) -> int:
         return int(self.x.shape[0])
-
-    def to(self, device: torch.device | str) -> "NTKProxy":
-        self.x, self.y, self.alpha = self.x.to(device), self.y.to(device), self.alpha.to(device)
-        return self
 
     def predict(self, phi: torch.Tensor) -> torch.Tensor:
         """Standardised score K_hX alpha for designs phi (B, d)."""
