@@ -39,6 +39,7 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--embed-batch-size": ("embed_batch_size", int, "rows per LM call when embedding (default 512)"),
     "--trajectory-batch": ("trajectory_batch", int, "trajectories per LM call / Ray task (default 128)"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
+    "--dtype": ("dtype", str, "precision of the LM weights: float32, bfloat16 or float16 (default float32)"),
 }
 
 
@@ -60,7 +61,10 @@ RAY_FLAGS: FlagTable = {  # RaySettings fields
     "--address": ("address", str, "Ray cluster to use (default $RAY_ADDRESS, else an embedded local Ray)"),
     "--shards": ("shards", int, "LM replicas (Ray actors); default one per GPU, else per CPU (max 8)"),
     "--cpus-per-shard": ("cpus_per_shard", float, "CPUs per shard actor (default 1)"),
-    "--gpus-per-shard": ("gpus_per_shard", float, "GPUs per shard actor, fractions allowed (default 1 with GPUs)"),
+    "--gpus-per-shard": ("gpus_per_shard", float, "GPUs per shard actor: a fraction shares a GPU, K > 1 splits "
+                         "one LM over K GPUs (default 1 with GPUs)"),
+    "--placement-timeout": ("placement_timeout_s", float, "seconds the shards may wait for the cluster's "
+                            "resources before the run fails (default 300)"),
 }
 
 

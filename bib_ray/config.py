@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +40,8 @@ class DesignConfig(BaseModel):
     trajectory_batch: int = Field(128, ge=1, description="trajectories per LM call (and per Ray task)")
     embed_batch_size: int = Field(512, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="precision of the LM's "
+                                                             "weights (embeddings and the proxy stay float32/64)")
     max_mutations: int | None = Field(None, ge=1, description="at most this many substitutions from the task's "
                                       "reference (DMS wild type) or else each design's start, applied when "
                                       "decoding the final designs")
@@ -84,10 +86,19 @@ class RaySettings(BaseModel):
     address: str | None = Field(None, description="Ray cluster address (else $RAY_ADDRESS, else embedded local Ray)")
     shards: int | None = Field(None, ge=1, description="LM replicas (default: one per GPU, else per CPU, max 8)")
     cpus_per_shard: float = Field(1.0, gt=0)
-    gpus_per_shard: float | None = Field(None, ge=0, description="default 1 when the cluster has GPUs, else 0")
+    gpus_per_shard: float | None = Field(None, ge=0, description="GPUs per shard, default 1 when the cluster has "
+                                         "GPUs, else 0; a fraction shares a GPU, K > 1 (whole) splits one LM "
+                                         "over K GPUs")
     max_restarts: int = Field(3, ge=0, description="actor restarts and task retries after a failure")
     placement_timeout_s: float = Field(300.0, gt=0, description="how long the shards may wait for the cluster's "
                                        "resources (an autoscaler is asked for them) before the run fails")
+
+    @field_validator("gpus_per_shard")
+    @classmethod
+    def _whole_gpus_to_split(cls, gpus: float | None) -> float | None:
+        if gpus is not None and gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"{gpus} GPUs: a shard shares one GPU (a fraction <= 1) or splits its LM over whole GPUs")
+        return gpus
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -58,12 +58,12 @@ ProxyBuilder = Callable[[EmbeddingStatistics, torch.Tensor, torch.device], Desig
 
 def fit_proxy(task: Task, backbone_spec: str, beta_scale: float = 1e-6, device: str = "auto",
               batch_size: int = 512, progress: bool = False, aux_max_rows: int = AuxiliarySettings.max_rows,
-              build_proxy: ProxyBuilder | None = None) -> FittedProxy:
+              build_proxy: ProxyBuilder | None = None, dtype: str = "float32") -> FittedProxy:
     """Embed the offline set once and solve the proxy in closed form (the linear head unless
     ``build_proxy`` makes another from the statistics and the offline embeddings)."""
     target = resolve_device(device)
     started = time.perf_counter()
-    backbone = build_backbone(backbone_spec, task.alphabet, task.read_length)
+    backbone = build_backbone(backbone_spec, task.alphabet, task.read_length, dtype=dtype)
     embedder = SequenceEmbedder(backbone, task, target)
     loaded = time.perf_counter()
     statistics, phi = embedder.statistics(task.x, task.y, batch_size, progress)
@@ -222,7 +222,7 @@ def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
     started = time.perf_counter()
     task = load_task(config.task, config.data_dir, config.alphabet)
     fitted = fit_proxy(task, config.backbone, config.beta_scale, config.device, config.embed_batch_size, progress,
-                       config.aux_max_rows)
+                       config.aux_max_rows, dtype=config.dtype)
     results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
     return DesignRun(config, fitted, results, time.perf_counter() - started)
 

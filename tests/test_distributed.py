@@ -109,3 +109,27 @@ def test_design_run_on_ray_equals_local_run(shared_data_dir):
     assert list(on_ray.designs.sequence) == list(local.designs.sequence)
     np.testing.assert_allclose(on_ray.designs.proxy_score, local.designs.proxy_score, rtol=1e-6)
     assert on_ray.fitted.timings["shards"] == 2
+
+
+def test_shards_that_cannot_be_placed_fail_with_what_was_asked_and_what_the_cluster_has(task):
+    from bib_ray.errors import UserError
+
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=r"2 x \{'CPU': 32\} could not be placed within 2 s; the cluster has \{'CPU': 4.0\} in all"):
+        ShardPool("tiny", task, ShardResources(count=2, cpus=32, placement_timeout_s=2))
+    assert time.perf_counter() - started < 30
+
+
+def test_shipping_the_proxy_and_aux_to_shards_leaves_the_drivers_objects_alone(task, pool, monkeypatch):
+    """ray.put(proxy.to("cpu")) would ship (and, from a GPU, move) the driver's own objects."""
+    import ray
+
+    fitted = fit_proxy(task, "tiny")
+    config = build_config(dict(task="tfbind8-r", steps=2, designs=4, aux_epochs=1))
+    aux, _ = train_aux(fitted, config.aux_settings(), 0)
+    shipped = []
+    real_put = ray.put
+    monkeypatch.setattr(ray, "put", lambda value, **kw: shipped.append(value) or real_put(value, **kw))
+    pool.run_trajectories(fitted.proxy, aux, config.optimiser_settings(), initial_logits(task, 4, 0, 0.1), 2, False)
+    assert shipped and all(value is not fitted.proxy and value is not aux for value in shipped)
+    torch.testing.assert_close(shipped[0].weights, fitted.proxy.weights)

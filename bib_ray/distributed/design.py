@@ -100,7 +100,7 @@ def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: boo
     started = time.perf_counter()
     where = connect(settings.address)
     task = load_task(config.task, config.data_dir, config.alphabet)
-    pool = ShardPool(config.backbone, task, shard_resources(settings), config.embed_batch_size)
+    pool = ShardPool(config.backbone, task, shard_resources(settings), config.embed_batch_size, config.dtype)
     try:
         fitted = fit_proxy_on_shards(task, config, pool, progress)
         results = run_seeds_on_shards(fitted, config, pool, progress)

@@ -27,6 +27,7 @@ from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.devices import cpu_copy
 from bib_ray.errors import UserError
 from bib_ray.tasks.base import Task
 
@@ -34,14 +35,19 @@ from bib_ray.tasks.base import Task
 class ProxyShard:
     """One LM replica (created inside a Ray actor); see the module docstring."""
 
-    def __init__(self, backbone_spec: str, task_identity: dict, device: str, embed_batch_size: int) -> None:
+    def __init__(self, backbone_spec: str, task_identity: dict, gpus: float, dtype: str,
+                 embed_batch_size: int) -> None:
+        """The LM goes on exactly the GPUs Ray granted this actor: one (``gpus`` <= 1, fractions
+        included) or split over ``gpus`` of them; on the CPU when it was granted none."""
         from bib_ray.backbones import build_backbone
+        from bib_ray.devices import granted_device, granted_devices
         from bib_ray.embedding import SequenceEmbedder
-        from bib_ray.pipeline import resolve_device
 
         self.task = Task.from_identity(task_identity)
-        self.embedder = SequenceEmbedder(build_backbone(backbone_spec, self.task.alphabet, self.task.read_length),
-                                         self.task, resolve_device(device))
+        devices = granted_devices(int(gpus)) if gpus > 1 else [granted_device("cuda" if gpus > 0 else "cpu")]
+        backbone = build_backbone(backbone_spec, self.task.alphabet, self.task.read_length, dtype=dtype,
+                                  devices=devices)
+        self.embedder = SequenceEmbedder(backbone, self.task, devices[0])
         self.embed_batch_size = embed_batch_size
         self._sum: EmbeddingStatistics | None = None
         self._chunks: list[int] = []
@@ -150,8 +156,8 @@ def place_bundles(bundles: list[dict[str, float]], timeout_s: float, what: str):
     if group.wait(timeout_seconds=timeout_s):
         return group
     remove_placement_group(group)
-    have = {k: v for k, v in ray.cluster_resources().items() if not k.startswith(("node:", "memory",
-                                                                                   "object_store"))}
+    have = {k: v for k, v in ray.cluster_resources().items()
+            if "_group_" not in k and not k.startswith(("node:", "memory", "object_store"))}  # no bundles' own
     free = {k: v for k, v in ray.available_resources().items() if k in have}
     raise UserError(f"{what}: {len(bundles)} x {bundles[0]} could not be placed within {timeout_s:.0f} s; the "
                     f"cluster has {have} in all, {free} free. Ask for fewer or smaller shards (--shards, "
@@ -161,19 +167,20 @@ def place_bundles(bundles: list[dict[str, float]], timeout_s: float, what: str):
 class ShardPool:
     """A pool of ProxyShard actors for one task and backbone, in one placement group."""
 
-    def __init__(self, backbone_spec: str, task: Task, resources: ShardResources, embed_batch_size: int = 512) -> None:
+    def __init__(self, backbone_spec: str, task: Task, resources: ShardResources, embed_batch_size: int = 512,
+                 dtype: str = "float32") -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         self.group = place_bundles([resources.bundle()] * resources.count, resources.placement_timeout_s,
                                    "proxy shards")
-        device = "cuda" if resources.gpus > 0 else "cpu"
         actor = ray.remote(ProxyShard)
         self.actors = [actor.options(
             num_cpus=resources.cpus, num_gpus=resources.gpus, resources=resources.custom or {},
             max_restarts=resources.max_restarts, max_task_retries=resources.max_task_retries,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=index),
-        ).remote(backbone_spec, task.identity(), device, embed_batch_size) for index in range(resources.count)]
+        ).remote(backbone_spec, task.identity(), resources.gpus, dtype, embed_batch_size)
+            for index in range(resources.count)]
         self.embed_batch_size = embed_batch_size
         self.rows_embedded = 0
         self._proxy_ref: tuple[DesignProxy, object] | None = None  # (proxy, its object ref), reused across seeds
@@ -259,7 +266,7 @@ class ShardPool:
         import ray
 
         if self._proxy_ref is None or self._proxy_ref[0] is not proxy:
-            self._proxy_ref = (proxy, ray.put(proxy.to("cpu")))
+            self._proxy_ref = (proxy, ray.put(cpu_copy(proxy)))  # a copy: the driver's proxy stays where it is
         return self._proxy_ref[1]
 
     def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
@@ -276,7 +283,7 @@ class ShardPool:
         from bib_ray.pipeline import merge_trajectories
 
         proxy_ref = self._shipped_proxy(proxy)
-        aux_refs = [ray.put(None if aux is None else aux.to("cpu")) for aux in auxes]
+        aux_refs = [ray.put(None if aux is None else cpu_copy(aux)) for aux in auxes]
         items = [(seed, batch) for seed, seed_logits in enumerate(logits) for batch in seed_logits.cpu().split(
             batch_size)]
         parts = self.map(lambda actor, item: actor.run_trajectories.remote(proxy_ref, aux_refs[item[0]], settings,
@@ -291,7 +298,7 @@ class ShardPool:
         import ray
 
         proxy_ref = self._shipped_proxy(proxy)
-        aux_refs = [ray.put(None if aux is None else aux.to("cpu")) for aux in auxes]
+        aux_refs = [ray.put(None if aux is None else cpu_copy(aux)) for aux in auxes]
         items = [(seed, rows[start:start + batch_size]) for seed, rows in enumerate(codes)
                  for start in range(0, len(rows), batch_size)]
         parts = self.map(lambda actor, item: actor.score.remote(proxy_ref, aux_refs[item[0]], item[1]), items)

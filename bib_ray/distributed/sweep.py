@@ -73,7 +73,7 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
     backbones = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [base.backbone]
     prepared = {}
     for backbone in backbones:
-        pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size)
+        pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size, base.dtype)
         try:
             aux_rows = aux_training_rows(len(train.y), base.aux_max_rows)
             statistics, aux_phi = pool.embed_statistics(train.x, train.y, aux_rows, progress)
@@ -104,6 +104,7 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
 
     from bib_ray.artifacts import LMIdentity
     from bib_ray.backbones import build_backbone
+    from bib_ray.devices import granted_device
     from bib_ray.embedding import SequenceEmbedder
     from bib_ray.pipeline import DesignRun, FittedProxy, run_seed, train_aux
     from bib_ray.report import write_run_directory
@@ -111,9 +112,9 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     started = time.perf_counter()
     config = DesignConfig.model_validate({**sweep.base, **hyperparameters})
     seed = config.seeds[0]
-    device = torch.device("cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+    device = granted_device("auto")  # the GPU Tune granted this trial (resources.gpu), else the CPU
     own = prepared[config.backbone]
-    backbone = build_backbone(config.backbone, train_task.alphabet, train_task.read_length)
+    backbone = build_backbone(config.backbone, train_task.alphabet, train_task.read_length, dtype=config.dtype)
     embedder = SequenceEmbedder(backbone, train_task, device)
     proxy = BidirectionalProxy(own.statistics, config.beta_scale, device=device)
     fitted = FittedProxy(train_task, embedder, LMIdentity.of(embedder, train_task), own.statistics, proxy,

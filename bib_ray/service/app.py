@@ -90,11 +90,11 @@ class ProxyScorer:
 
     def __init__(self, settings: dict, api_key: str | None, artifact_files: ArtifactFiles) -> None:
         from bib_ray.artifacts import load_proxy_artifact
-        from bib_ray.pipeline import resolve_device
+        from bib_ray.devices import granted_device
 
         self.settings = ServiceSettings(**settings)
         self.api_key = api_key
-        self.loaded = load_proxy_artifact(artifact_files, resolve_device(self.settings.device))
+        self.loaded = load_proxy_artifact(artifact_files, granted_device(self.settings.device))
         self._score_batch.set_max_batch_size(self.settings.max_batch_sequences)
         self._score_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
         meta = self.loaded.meta
