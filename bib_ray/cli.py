@@ -158,7 +158,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.data_dir:
         sweep.base["data_dir"] = args.data_dir
     outcome = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet,
-                        storage=args.storage)
+                        storage=args.storage or os.environ.get("BIB_RAY_STORAGE") or None)
     table = outcome.table
     print(f"\nsweep {sweep.name}: {len(table)} trials, metric {METRIC} ({sweep.metric}; the oracle is reporting only)")
     shown = table if table.error.astype(bool).any() else table.drop(columns="error")
@@ -283,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="runs/sweeps", help="local folder for the results table and the best "
                        "trial's outputs, fetched from the storage (default runs/sweeps)")
     sweep.add_argument("--storage", help="where Tune keeps the experiment and each trial's checkpoint: s3://..., "
-                       "gs://... or a folder every node sees (default: --out, fine on one node)")
+                       "gs://... or a folder every node sees (default $BIB_RAY_STORAGE, else --out: fine on "
+                       "one node)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name "
                        "(from --storage when given)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")

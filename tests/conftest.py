@@ -115,16 +115,18 @@ class IsolatedCluster:
 
         ray = str(Path(sys.executable).with_name("ray"))
         common = ["--temp-dir", str(self.temp_dir), "--block", "--disable-usage-stats"]
+        # one network namespace for all nodes: each node's dashboard agent needs its own HTTP port
+        agent_port = ["--dashboard-agent-listen-port"]
         self._spawn("head", [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
                              "--num-cpus", str(self.head_cpus), "--num-gpus", "0",
                              "--include-dashboard", str(self.dashboard).lower(), "--dashboard-host", "127.0.0.1",
-                             "--dashboard-port", str(self.dashboard_port), *common])
+                             "--dashboard-port", str(self.dashboard_port), *agent_port, str(_free_port()), *common])
         self._wait_for_nodes(1)
         mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(p))}" for p in self.hidden) or "true"
         for index in range(self.workers):
             worker = [ray, "start", "--address", self.address, "--node-ip-address", "127.0.0.1",
                       "--num-cpus", str(self.worker_cpus), "--num-gpus", "0", "--resources", '{"worker": 1}',
-                      *common]
+                      *agent_port, str(_free_port()), *common]
             self._spawn(f"worker-{index}", ["unshare", "-m", "--propagation", "private", "bash", "-c",
                                             f"{mounts} && exec {shlex.join(worker)}"])
         self._wait_for_nodes(1 + self.workers)

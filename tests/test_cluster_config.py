@@ -30,6 +30,8 @@ def test_cluster_yaml_is_valid(cluster_config):
     assert prepared["head_node_type"] == "head"
     setup = " ".join(prepared["setup_commands"])
     assert "torch==2.13.0" in setup and "bib-ray" in setup
+    assert "BIB_RAY_STORAGE=s3://" in setup  # sweeps need storage every node reaches (nodes share no disk)
+    assert all("IamInstanceProfile" in t["node_config"] for t in types.values())
 
 
 @pytest.mark.parametrize("break_it,message", [
