@@ -56,6 +56,10 @@ def test_sweep_runs_on_a_worker_without_the_heads_disk(isolated_cluster, shared_
     assert load_proxy_artifact(best / "proxy").length == 8
     # the trials' checkpoints live on the storage both nodes see, not in the head-only folder
     assert list(cluster.shared.glob("quick/*/checkpoint_*/summary.json"))
+    resumed = bib_ray(cluster, "sweep", "--config", str(config), "--address", cluster.address, "--shards", "1",
+                      "--storage", str(cluster.shared), "--out", str(out), "--quiet", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(pd.read_csv(out / "quick" / "sweep_results.csv").status) == {"completed"}
 
 
 def test_a_sweep_whose_trials_all_fail_exits_non_zero(isolated_cluster, shared_data_dir):

@@ -83,7 +83,7 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm)
     best_summary = json.loads((best / "summary.json").read_text())
     assert best_summary["hyperparameters"]["lr"] == pytest.approx(table.iloc[0]["lr"])
     assert (tmp_path / sweep.name / "sweep_results.csv").is_file()
-    with pytest.raises(UserError, match="exists"):
+    with pytest.raises(UserError, match="holds a sweep already"):
         run_sweep(sweep, RaySettings(shards=1), tmp_path)
 
 

@@ -254,6 +254,7 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
     task = load_task(base.task, base.data_dir, base.alphabet)
     train, holdout = split_offline(task, sweep.holdout_fraction) if sweep.metric == "holdout" else (task, None)
     prepared = prepare(sweep, train, holdout, settings, progress)
+    request_trial_resources(sweep)
     trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, train_task=train, prepared=prepared),
                                     {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     if resume:
@@ -280,6 +281,14 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
             shutil.rmtree(best_dir)
         best.checkpoint.to_directory(str(best_dir))
     return SweepOutcome(table, out_dir, experiment, best_dir, failure_summary(table))
+
+
+def request_trial_resources(sweep: SweepConfig) -> None:
+    """Ask the autoscaler for ``max_concurrent`` trials' resources, so a ``ray up`` cluster scales to them."""
+    from ray.autoscaler.sdk import request_resources
+
+    bundle = {"CPU": sweep.resources.cpu, **({"GPU": sweep.resources.gpu} if sweep.resources.gpu > 0 else {})}
+    request_resources(bundles=[bundle] * sweep.search.max_concurrent)
 
 
 def storage_root(storage: str) -> str:
