@@ -18,12 +18,13 @@ import torch
 from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
-from bib_ray.core.design_variables import init_logits, limit_mutations, mask_logits
+from bib_ray.core.design_variables import init_logits, mask_logits
 from bib_ray.core.ntk import ReluNTK
 from bib_ray.core.ntk_proxy import NTKProxy, kernel_rows
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.core.support import decode_designs
 from bib_ray.embedding import SequenceEmbedder
 from bib_ray.evaluation import evaluate_with_oracle, novelty
 from bib_ray.scoring import score_codes
@@ -179,7 +180,8 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
              runner: TrajectoryRunner = run_trajectories_locally,
              trained_aux: tuple[AuxiliaryEnsemble, dict] | None = None) -> SeedResult:
     """Train this seed's aux ensemble (unless ``trained_aux`` gives it with its metrics), optimise
-    ``config.designs`` trajectories with ``runner``, evaluate."""
+    ``config.designs`` trajectories with ``runner``, decode the final logits under the support
+    constraints (``bib_ray.core.support``), evaluate."""
     started = time.perf_counter()
     aux, aux_metrics = trained_aux or train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
@@ -187,12 +189,8 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
     logits = initial_logits(fitted.task, config.designs, seed, settings.init_std, config.observed_letters_only)
     trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
                         progress)
-    if config.max_mutations is not None:
-        task = fitted.task
-        base = trajectory.start_codes if task.reference is None else \
-            np.broadcast_to(task.reference, trajectory.start_codes.shape)
-        limited = limit_mutations(base, trajectory.final_logits, config.max_mutations)
-        trajectory = replace(trajectory, final_codes=limited)
+    trajectory = replace(trajectory, final_codes=decode_designs(
+        fitted.task, trajectory.start_codes, trajectory.final_logits, config.support, config.max_mutations))
     optimised = time.perf_counter()
     table, oracle_summary = design_table(fitted, aux, seed, trajectory)
     finished = time.perf_counter()

@@ -4,9 +4,10 @@ Each round the parents are the population members scoring within ``kappa * |best
 best; children are parents recombined (uniform crossover with another parent, probability
 ``recombination_rate``) and mutated (each residue with probability ``mutation_rate``, default
 1/L, to a different letter); the population becomes the best ``population`` distinct
-sequences of parents and children. With ``reference`` and ``max_mutations``, children more
-than ``max_mutations`` substitutions from the reference are discarded; with ``allowed``,
-mutations keep to the letters allowed at each position.
+sequences of parents and children. With support ``constraints`` (``bib_ray.core.support``), a
+mutation to a letter not allowed at its position is undone and children that still break them
+(an unseen adjacent pair, more than K edits from ``base``) are discarded, so every design obeys
+the same constraints as the decode of the gradient methods.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from bib_ray.core.support import SupportConstraints
 
 ProxyScore = Callable[[np.ndarray], np.ndarray]  # codes (B, L) -> scores (B,), higher is better
 
@@ -52,14 +55,27 @@ def _distinct_best(codes: np.ndarray, scores: np.ndarray, keep: int) -> tuple[np
 
 
 def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: EvolutionSettings, seed: int,
-           designs: int | None = None, reference: np.ndarray | None = None,
-           max_mutations: int | None = None, allowed: np.ndarray | None = None) -> EvolutionResult:
+           designs: int | None = None, constraints: SupportConstraints | None = None,
+           base: np.ndarray | None = None) -> EvolutionResult:
     """Run the rounds from the ``start`` population; return the best ``designs`` distinct sequences.
-    With ``allowed`` (L, V) bool, a mutation to a letter not allowed at its position is undone."""
+
+    Children keep to ``constraints``: mutations to letters it does not allow are undone and children
+    that break its pairs or its edit limit, counted from ``base`` (L,) (required with an edit limit;
+    its own letters and pairs are allowed), are dropped. Starts that break them are left out of the
+    first population; if none is left, it is ``base`` alone."""
     rng = np.random.default_rng(seed)
     length = start.shape[1]
     rate = settings.mutation_rate if settings.mutation_rate is not None else 1.0 / length
-    population, fitness = _distinct_best(np.asarray(start, dtype=np.int64), score(start), settings.population)
+    start = np.asarray(start, dtype=np.int64)
+    if constraints is not None and constraints.max_edits is not None and base is None:
+        raise ValueError("an edit limit needs the base sequence the edits are counted from")
+    if constraints is not None:
+        start = start[constraints.satisfied(start, base)]
+        if not len(start):
+            if base is None:
+                raise ValueError("no starting sequence satisfies the support constraints")
+            start = np.asarray(base, dtype=np.int64)[None, :]
+    population, fitness = _distinct_best(start, score(start), settings.population)
     evaluations, best = len(start), []
     for _ in range(settings.rounds):
         top = fitness[0]
@@ -72,11 +88,14 @@ def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: Evol
         mutate = rng.random(children.shape) < rate
         shift = rng.integers(1, vocab_size, children.shape)  # a different letter, uniformly
         mutated = np.where(mutate, (children + shift) % vocab_size, children)
-        if allowed is not None:
-            mutate &= allowed[np.arange(length)[None, :], mutated]
+        if constraints is not None:
+            allowed = constraints.letters[np.arange(length)[None, :], mutated]
+            if base is not None:
+                allowed |= mutated == base[None, :]
+            mutate &= allowed
         children = np.where(mutate, mutated, children)
-        if reference is not None and max_mutations is not None:
-            children = children[(children != reference[None]).sum(1) <= max_mutations]
+        if constraints is not None:
+            children = children[constraints.satisfied(children, base)]
         if len(children):
             child_scores = score(children)
             evaluations += len(children)
