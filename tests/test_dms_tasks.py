@@ -22,7 +22,7 @@ def scan_table(shared_data_dir: Path, name: str) -> pd.DataFrame:
     return table[~table["variant"].str.contains(r"\*")]
 
 
-@pytest.mark.parametrize("name,length,radius", [("avgfp", 237, 9), ("e4b", 102, 5), ("pab1", 75, 2)])
+@pytest.mark.parametrize("name,length,radius", [("avgfp", 237, 10), ("e4b", 102, 5), ("pab1", 75, 2)])
 def test_dms_task_split_radius_and_oracle_kind(shared_data_dir, name, length, radius):
     task = load_task(name, shared_data_dir)
     table = scan_table(shared_data_dir, name)

@@ -106,3 +106,35 @@ def test_evolution_obeys_the_constraints():
     result = evolve(offline[:1].repeat(4, 0), score, 4, EvolutionSettings(rounds=15, population=8), seed=0,
                     constraints=constraints, base=reference)
     assert constraints.satisfied(result.final_codes, np.broadcast_to(reference, result.final_codes.shape)).all()
+
+
+def test_design_run_keeps_ehrlich_designs_feasible():
+    """End to end: with the default support (pairs) every decoded Ehrlich design is feasible and
+    obeys the learned constraints; the summary reports both kinds of percentile."""
+    from bib_ray.config import DesignConfig
+    from bib_ray.core.support import edit_base, task_support
+    from bib_ray.pipeline import run_design
+
+    config = DesignConfig(task="ehrlich:states=8,length=16,motifs=2,motif_length=4,offline=300", steps=10,
+                          designs=16, mode="forward", lr=0.5, aux_epochs=2)
+    run = run_design(config)
+    result = run.seeds[0]
+    summary = result.oracle_summary
+    assert summary["infeasible"] == 0 and summary["ok"] == 16
+    assert {"p100", "p50", "p100_scored", "p50_scored"} <= set(summary)
+    constraints = task_support(run.fitted.task, config.support, config.max_mutations)
+    final = result.trajectory.final_codes
+    assert constraints.satisfied(final, edit_base(run.fitted.task, result.trajectory.start_codes)).all()
+
+
+def test_unscorable_designs_count_as_the_minimum(shared_data_dir):
+    from bib_ray.alphabets import PROTEIN, encode
+    from bib_ray.evaluation import evaluate_with_oracle
+    from bib_ray.tasks import load_task
+
+    task = load_task("gb1", shared_data_dir)
+    unmeasured = np.flatnonzero(np.isnan(task.oracle.table))[:3]
+    codes = np.concatenate([(unmeasured[:, None] // 20 ** np.arange(3, -1, -1)) % 20, encode(["VDGV"], PROTEIN)])
+    summary = evaluate_with_oracle(task, codes).summary
+    assert summary["unknown"] == 3 and summary["p50"] == 0.0  # three of four at the task's minimum
+    assert summary["p50_scored"] == summary["p100_scored"] == summary["p100"] == pytest.approx(task.normalise(1.0))
