@@ -35,7 +35,7 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
                   "or pairs (letters and adjacent pairs seen at each position; default)"),
     "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
                         "(DMS tasks; default their mutation radius) or else from their starting sequence "
-                        "(default no limit)"),
+                        "(default ceil(L/4); no limit with --support none)"),
     "--adaptive-eta": ("adaptive_eta", bool, "adapt the step size with the aux model (any mode)"),
     "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
                                 "shows at each position (DMS tasks: measured substitutions, which the oracle "

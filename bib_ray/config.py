@@ -49,8 +49,8 @@ class DesignConfig(BaseModel):
                                   "and adjacent letter pairs seen at each position); on for every task")
     max_mutations: int | None = Field(None, ge=1, description="K: final designs differ from the task's reference "
                                       "(DMS wild type) or else from their start in at most K positions; unset: "
-                                      "the task's mutation radius for tasks with a reference (DMS) unless support "
-                                      "is none, else no limit")
+                                      "with support none no limit, else the task's mutation radius (DMS) or "
+                                      "ceil(L / 4)")
     observed_letters_only: bool = Field(False, description="designs use only letters that the offline data "
                                         "shows at each position (for DMS tasks: measured substitutions)")
     cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL,

@@ -138,3 +138,16 @@ def test_unscorable_designs_count_as_the_minimum(shared_data_dir):
     summary = evaluate_with_oracle(task, codes).summary
     assert summary["unknown"] == 3 and summary["p50"] == 0.0  # three of four at the task's minimum
     assert summary["p50_scored"] == summary["p100_scored"] == summary["p100"] == pytest.approx(task.normalise(1.0))
+
+
+def test_default_edit_limit():
+    from bib_ray.core.support import task_support
+    from bib_ray.tasks.base import Task
+
+    plain = Task(name="t", alphabet="ACGT", x=np.zeros((3, 10), dtype=np.int64), y=np.arange(3.0))
+    scan = Task(name="s", alphabet="ACGT", x=np.zeros((3, 10), dtype=np.int64), y=np.arange(3.0),
+                reference=np.zeros(10, dtype=np.int64), details={"mutation_radius": 4})
+    assert task_support(plain, SupportLevel.PAIRS, None).max_edits == 3  # ceil(10 / 4)
+    assert task_support(scan, SupportLevel.LETTERS, None).max_edits == 4
+    assert task_support(plain, SupportLevel.PAIRS, 6).max_edits == 6
+    assert task_support(plain, SupportLevel.NONE, None).max_edits is None

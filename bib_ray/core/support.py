@@ -18,6 +18,7 @@ with larger summed logits satisfies the constraints, the base comes back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -177,14 +178,24 @@ class SupportConstraints:
         return codes.numpy()
 
 
+DEFAULT_EDIT_FRACTION = 0.25  # K = ceil(L / 4) edits from the start, unless the task gives a mutation radius
+
+
+def default_max_edits(task: Task) -> int:
+    """K when none is given: the task's mutation radius when it has a reference sequence with one
+    (a DMS scan), else ceil(DEFAULT_EDIT_FRACTION * L)."""
+    radius = task.details.get("mutation_radius") if task.reference is not None else None
+    return int(radius) if radius is not None else math.ceil(DEFAULT_EDIT_FRACTION * task.length)
+
+
 def task_support(task: Task, level: SupportLevel, max_edits: int | None) -> SupportConstraints:
     """The constraints of ``task`` learned from its offline rows (and its reference sequence, if any).
 
-    K is ``max_edits``; when that is None and the task has a reference sequence with a known
-    ``mutation_radius`` (a DMS scan), K is that radius unless ``level`` is NONE."""
+    K is ``max_edits``; when that is None, ``default_max_edits(task)`` unless ``level`` is NONE
+    (then no limit: the reference code's plain argmax decode)."""
     rows = task.x if task.reference is None else np.concatenate([task.x, task.reference[None]])
-    if max_edits is None and level is not SupportLevel.NONE and task.reference is not None:
-        max_edits = task.details.get("mutation_radius")
+    if max_edits is None and level is not SupportLevel.NONE:
+        max_edits = default_max_edits(task)
     return SupportConstraints.from_sequences(rows, len(task.alphabet), level, max_edits)
 
 
