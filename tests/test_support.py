@@ -151,3 +151,15 @@ def test_default_edit_limit():
     assert task_support(scan, SupportLevel.LETTERS, None).max_edits == 4
     assert task_support(plain, SupportLevel.PAIRS, 6).max_edits == 6
     assert task_support(plain, SupportLevel.NONE, None).max_edits is None
+
+
+def test_evolution_without_a_base_stays_near_its_starts():
+    rng = np.random.default_rng(2)
+    offline = rng.integers(0, 4, (20, 8))
+    constraints = SupportConstraints.from_sequences(offline, 4, SupportLevel.PAIRS, max_edits=2)
+    result = evolve(offline[:5], lambda c: (c == 3).sum(1).astype(float), 4,
+                    EvolutionSettings(rounds=15, population=8), seed=1, constraints=constraints)
+    nearest = (result.final_codes[:, None, :] != offline[None, :5]).sum(-1).min(1)
+    assert nearest.max() <= 2
+    assert constraints.satisfied(result.final_codes, offline[:5][np.argmin(
+        (result.final_codes[:, None, :] != offline[None, :5]).sum(-1), 1)]).all()
