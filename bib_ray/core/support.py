@@ -150,14 +150,22 @@ class SupportConstraints:
         start = torch.full((batch, vocab, edits), float("-inf"), dtype=torch.float64)
         start[..., 0] = 0.0
         score = add_letter(start, 0)
+        # penalty[l, v, u] = 0 when the pair (u at l, v at l + 1) is allowed, else -inf
+        penalty = None if self.pairs is None else torch.where(
+            torch.as_tensor(self.pairs).transpose(1, 2), 0.0, float("-inf")).to(torch.float64)
+        rows = torch.arange(batch)
         back = []
         for position in range(1, length):
-            allowed = torch.ones(batch, vocab, vocab, dtype=torch.bool) if self.pairs is None else \
-                torch.as_tensor(self.pairs[position - 1])[None].expand(batch, vocab, vocab).clone()
-            if base_t is not None:
-                allowed[torch.arange(batch), base_t[:, position - 1], base_t[:, position]] = True
-            candidates = torch.where(allowed[..., None], score[:, :, None, :], neg_inf)  # (B, U, V, E)
-            best, argbest = candidates.max(1)  # over the previous letter u
+            previous = score.transpose(1, 2)  # (B, E, U)
+            if penalty is None:
+                best, argbest = previous.max(-1)  # every pair allowed: the same predecessor for every v
+                best, argbest = best[:, None, :].expand(-1, vocab, -1), argbest[:, None, :].expand(-1, vocab, -1)
+            else:
+                candidates = previous[:, None, :, :] + penalty[position - 1][None, :, None, :]  # (B, V, E, U)
+                if base_t is not None:  # each design's own base pair is allowed
+                    u, v = base_t[:, position - 1], base_t[:, position]
+                    candidates[rows, v, :, u] = previous[rows, :, u]
+                best, argbest = candidates.max(-1)  # over the previous letter u
             back.append(argbest)
             score = add_letter(best, position)
         flat = score.permute(0, 2, 1).reshape(batch, -1)  # edits-major: the first maximum has the fewest edits
@@ -167,7 +175,6 @@ class SupportConstraints:
             raise ValueError(f"no sequence satisfies the support constraints for design {bad}")
         letter, used = index % vocab, index // vocab
         codes = torch.empty(batch, length, dtype=torch.long)
-        rows = torch.arange(batch)
         for position in range(length - 1, -1, -1):
             codes[:, position] = letter
             if position == 0:
