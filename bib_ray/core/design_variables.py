@@ -45,8 +45,3 @@ def straight_through(logits: torch.Tensor) -> torch.Tensor:
     soft = torch.softmax(logits, dim=-1)
     hard = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
     return hard + (soft - soft.detach())  # the bracket is exactly 0 forward, so rows stay exactly one-hot
-
-
-def decode_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Current sequences (B, L) as letter indices."""
-    return logits.argmax(-1)
