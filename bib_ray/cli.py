@@ -24,14 +24,18 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--target": ("target", float, "target score y_h in standardised units (default 10)"),
     "--beta-scale": ("beta_scale", float, "ridge beta = scale * trace(G)/N (default 1e-6)"),
     "--gamma-init": ("gamma_init", float, "gamma for bidirectional / start of adaptive-gamma (default 0.5)"),
-    "--gamma-lr": ("gamma_lr", float, "Adam step size of adaptive gamma (default 0.01)"),
+    "--gamma-lr": ("gamma_lr", float, "Adam step size of adaptive gamma (default 0.1, as the reference)"),
+    "--init-std": ("init_std", float, "std of the initial logits' noise (default 0.01, as the reference)"),
     "--eta-meta-lr": ("eta_meta_lr", float, "adaptive-eta coefficient (default 0.01)"),
     "--aux-members": ("aux_members", int, "auxiliary ensemble size (default 5)"),
     "--aux-hidden": ("aux_hidden", int, "hidden units of each aux member (default 64)"),
     "--aux-epochs": ("aux_epochs", int, "training epochs of the aux ensemble (default 20)"),
     "--aux-max-rows": ("aux_max_rows", int, "offline rows the aux ensemble trains on (default 20000)"),
+    "--support": ("support", str, "constraints of the final decode, learned from the offline set: none, letters "
+                  "or pairs (letters and adjacent pairs seen at each position; default)"),
     "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
-                        "(DMS tasks; e.g. their mutation radius) or else from their starting sequence"),
+                        "(DMS tasks; default their mutation radius) or else from their starting sequence "
+                        "(default ceil(L/4); no limit with --support none)"),
     "--adaptive-eta": ("adaptive_eta", bool, "adapt the step size with the aux model (any mode)"),
     "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
                                 "shows at each position (DMS tasks: measured substitutions, which the oracle "
@@ -120,10 +124,13 @@ def _print_result(summary: dict, out: Path) -> None:
             o = seed["oracle"]
             extra = "".join(f", {o[k]} {k}" for k in ("unknown", "infeasible") if o[k])
             print(f"  seed {seed['seed']}: 100th {_fmt(o['p100'])}  50th {_fmt(o['p50'])}  "
-                  f"({o['ok']}/{o['designs']} scored{extra}; starting designs 100th {o['start_p100']:.3f}, "
+                  f"(scored only: {_fmt(o['p100_scored'])} / {_fmt(o['p50_scored'])}; "
+                  f"{o['ok']}/{o['designs']} scored{extra}; starting designs 100th {o['start_p100']:.3f}, "
                   f"best offline {o['offline_best']:.3f})")
         print(f"  normalised 100th percentile {_mean_std(scores['p100'])}, 50th {_mean_std(scores['p50'])} "
-              f"({scores['oracle_kind']} oracle)")
+              f"over all designs, unscorable ones at 0 ({scores['oracle_kind']} oracle)")
+        print(f"  over the scored designs only: 100th {_mean_std(scores['p100_scored'])}, "
+              f"50th {_mean_std(scores['p50_scored'])}")
         if all(seed["oracle"]["ok"] == 0 for seed in summary["per_seed"]):
             print("  no design could be scored: every one is outside the oracle's support (see 'unknown' above)")
     print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots, proxy/)")

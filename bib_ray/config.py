@@ -10,11 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bib_ray.core.aux_ensemble import AuxiliarySettings
 from bib_ray.core.optimizer import CotangentBatching, Mode, OptimiserSettings
+from bib_ray.core.support import SupportLevel
 from bib_ray.errors import UserError
 
 
 class DesignConfig(BaseModel):
-    """Everything a ``bib-ray design`` run needs; defaults follow the BIB paper for DNA tasks."""
+    """Everything a ``bib-ray design`` run needs; defaults follow the BIB reference code for DNA tasks,
+    except the support-constrained decode (``support``), which the reference does not have."""
 
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
@@ -31,8 +33,10 @@ class DesignConfig(BaseModel):
     target: float = Field(10.0, description="target score y_h in standardised label units")
     beta_scale: float = Field(1e-6, gt=0, description="ridge beta = beta_scale * trace(G) / N")
     gamma_init: float = Field(0.5, ge=0, le=1)
-    gamma_lr: float = Field(0.01, gt=0)
+    gamma_lr: float = Field(0.1, gt=0, description="Adam step size of adaptive gamma (reference: eta_0 = 0.1)")
     eta_meta_lr: float = Field(0.01, gt=0)
+    init_std: float = Field(0.01, gt=0, description="standard deviation of the initial logits' noise "
+                            "(reference 0.01)")
     aux_members: int = Field(5, ge=1, le=64)
     aux_hidden: int = Field(64, ge=1)
     aux_epochs: int = Field(20, ge=1)
@@ -42,9 +46,13 @@ class DesignConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="precision of the LM's "
                                                              "weights (embeddings and the proxy stay float32/64)")
-    max_mutations: int | None = Field(None, ge=1, description="at most this many substitutions from the task's "
-                                      "reference (DMS wild type) or else each design's start, applied when "
-                                      "decoding the final designs")
+    support: SupportLevel = Field(SupportLevel.PAIRS, description="constraints of the final decode, learned "
+                                  "from the offline set: none, letters (seen at each position) or pairs (letters "
+                                  "and adjacent letter pairs seen at each position); on for every task")
+    max_mutations: int | None = Field(None, ge=1, description="K: final designs differ from the task's reference "
+                                      "(DMS wild type) or else from their start in at most K positions; unset: "
+                                      "with support none no limit, else the task's mutation radius (DMS) or "
+                                      "ceil(L / 4)")
     observed_letters_only: bool = Field(False, description="designs use only letters that the offline data "
                                         "shows at each position (for DMS tasks: measured substitutions)")
     cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL,
@@ -67,7 +75,7 @@ class DesignConfig(BaseModel):
     def optimiser_settings(self) -> OptimiserSettings:
         return OptimiserSettings(mode=self.mode, adaptive_eta=self.adaptive_eta, steps=self.steps, lr=self.lr,
                                  target=self.target, gamma_init=self.gamma_init, gamma_lr=self.gamma_lr,
-                                 eta_meta_lr=self.eta_meta_lr, cotangents=self.cotangents)
+                                 eta_meta_lr=self.eta_meta_lr, init_std=self.init_std, cotangents=self.cotangents)
 
     def aux_settings(self) -> AuxiliarySettings:
         return AuxiliarySettings(members=self.aux_members, hidden=self.aux_hidden, epochs=self.aux_epochs,

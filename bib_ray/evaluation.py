@@ -1,8 +1,13 @@
 """Scoring designs against a task's oracle: normalised percentiles and novelty.
 
-Percentiles (100th = max, 50th = median) are taken over the designs the oracle could
-score: OK designs, plus infeasible ones at the task's ``infeasible_score`` when the task
-defines one. UNKNOWN designs are excluded and counted, never scored.
+Every percentile (100th = max, 50th = median) is reported twice:
+
+- ``p100`` / ``p50``: over all designs, each design the oracle cannot score (UNKNOWN or
+  INFEASIBLE) counted at the task's minimum score (normalised 0). A method that leaves the
+  data's support pays for it here.
+- ``p100_scored`` / ``p50_scored``: over the designs the oracle could score: OK designs, plus
+  infeasible ones at the task's ``infeasible_score`` when the task defines one. UNKNOWN designs
+  are excluded and counted; NaN when nothing was scored.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_with_oracle(task: Task, codes: np.ndarray) -> OracleEvaluation | None:
-    """Oracle scores and percentiles of ``codes``; None when the task has no oracle."""
+    """Oracle scores of ``codes`` (B, L) and their percentiles, over all designs (unscorable ones at
+    the task's minimum) and over the scored ones; None when the task has no oracle."""
     if task.oracle is None:
         return None
     result = task.oracle(codes)
@@ -63,15 +69,32 @@ def evaluate_with_oracle(task: Task, codes: np.ndarray) -> OracleEvaluation | No
     counted = result.scores[ok]
     if task.infeasible_score is not None:
         counted = np.concatenate([counted, np.full(int(infeasible.sum()), task.infeasible_score)])
-    p100, p50 = _percentiles(counted)
+    p100_scored, p50_scored = _percentiles(counted)
+    p100, p50 = _percentiles(np.where(ok, result.scores, task.score_range[0]))
     summary = {
         "p100_raw": p100, "p50_raw": p50,
         "p100": float(task.normalise(p100)), "p50": float(task.normalise(p50)),
+        "p100_scored_raw": p100_scored, "p50_scored_raw": p50_scored,
+        "p100_scored": float(task.normalise(p100_scored)), "p50_scored": float(task.normalise(p50_scored)),
         "designs": int(len(codes)), "ok": int(ok.sum()),
         "unknown": int((status == DesignStatus.UNKNOWN.value).sum()), "infeasible": int(infeasible.sum()),
     }
     normalised = np.where(ok, task.normalise(np.where(ok, result.scores, 0.0)), np.nan)
     return OracleEvaluation(result.scores, status, normalised, summary)
+
+
+def oracle_trace(task: Task, step_codes: np.ndarray, points: int = 20) -> dict[str, np.ndarray] | None:
+    """Oracle percentiles of the argmax designs along a run, at about ``points`` evenly spaced steps
+    (always the last): ``step_codes`` (steps, B, L) -> {"step" (1-based), "p100", "p50"} over all
+    designs (unscorable at the task's minimum, see ``evaluate_with_oracle``); None without an oracle."""
+    if task.oracle is None:
+        return None
+    total = step_codes.shape[0]
+    every = max(1, total // points)
+    steps = np.unique(np.append(np.arange(every - 1, total, every), total - 1))
+    summaries = [evaluate_with_oracle(task, step_codes[s].astype(np.int64)).summary for s in steps]
+    return {"step": steps + 1, "p100": np.array([s["p100"] for s in summaries]),
+            "p50": np.array([s["p50"] for s in summaries])}
 
 
 def novelty(task: Task, start_codes: np.ndarray, final_codes: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,12 +19,13 @@ from bib_ray.artifacts import LMIdentity, save_proxy_artifact
 from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
-from bib_ray.core.design_variables import init_logits, limit_mutations, mask_logits
+from bib_ray.core.design_variables import init_logits, mask_logits
 from bib_ray.core.ntk import ReluNTK
 from bib_ray.core.ntk_proxy import NTKProxy, kernel_rows
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.core.support import decode_designs
 from bib_ray.devices import resolve_device
 from bib_ray.embedding import SequenceEmbedder
 from bib_ray.evaluation import evaluate_with_oracle, novelty
@@ -174,20 +175,19 @@ def run_trajectories_locally(fitted: FittedProxy, aux: AuxiliaryEnsemble | None,
                                    for chunk in chunks])
 
 
-def decode_designs(task: Task, config: DesignConfig, trajectory: TrajectoryResult) -> TrajectoryResult:
-    """The final designs decoded from the trajectory's final logits under the config's constraints."""
-    if config.max_mutations is None:
-        return trajectory
-    base = trajectory.start_codes if task.reference is None else \
-        np.broadcast_to(task.reference, trajectory.start_codes.shape)
-    return replace(trajectory, final_codes=limit_mutations(base, trajectory.final_logits, config.max_mutations))
+def decode_final(task: Task, config: DesignConfig, trajectory: TrajectoryResult) -> TrajectoryResult:
+    """The trajectory with its final designs decoded from the final logits under the config's support
+    constraints and edit limit (``bib_ray.core.support``)."""
+    return replace(trajectory, final_codes=decode_designs(task, trajectory.start_codes, trajectory.final_logits,
+                                                          config.support, config.max_mutations))
 
 
 def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False,
              runner: TrajectoryRunner = run_trajectories_locally,
              trained_aux: tuple[AuxiliaryEnsemble, dict] | None = None) -> SeedResult:
     """Train this seed's aux ensemble (unless ``trained_aux`` gives it with its metrics), optimise
-    ``config.designs`` trajectories with ``runner``, evaluate (in this process, with ``fitted.embedder``)."""
+    ``config.designs`` trajectories with ``runner``, decode the final logits under the support
+    constraints (``decode_final``), evaluate (in this process, with ``fitted.embedder``)."""
     started = time.perf_counter()
     aux, aux_metrics = trained_aux or train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
@@ -195,7 +195,7 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
     logits = initial_logits(fitted.task, config.designs, seed, settings.init_std, config.observed_letters_only)
     trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
                         progress)
-    trajectory = decode_designs(fitted.task, config, trajectory)
+    trajectory = decode_final(fitted.task, config, trajectory)
     optimised = time.perf_counter()
     scores = score_codes(fitted.embedder, fitted.proxy, aux, trajectory.final_codes)
     table, oracle_summary = design_table(fitted.task, seed, trajectory, scores)

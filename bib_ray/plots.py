@@ -1,4 +1,4 @@
-"""PNG plots of a run's per-step history: proxy score vs step, and gamma / eta vs step."""
+"""PNG plots of a run's per-step history: proxy (and oracle) score vs step, and gamma / eta vs step."""
 
 from __future__ import annotations
 
@@ -26,14 +26,33 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_history(histories: dict[int, dict[str, np.ndarray]], label_mean: float, label_std: float,
-                 out_dir: Path) -> list[Path]:
-    """Write score_vs_step.png and gamma_eta_vs_step.png for per-seed histories; returns the paths."""
+                 out_dir: Path, oracle: dict[int, dict[str, np.ndarray]] | None = None,
+                 final_p100: dict[int, float] | None = None) -> list[Path]:
+    """Write score_vs_step.png and gamma_eta_vs_step.png for per-seed histories; returns the paths.
+
+    With ``oracle`` (seed -> {"step", "p100", "p50"}, see ``evaluation.oracle_trace``) score_vs_step.png
+    has a second panel: the oracle's normalised percentiles of the argmax designs along the run, and
+    (``final_p100``, seed -> value) the 100th percentile of the final, support-decoded designs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    panels = 2 if oracle else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    ax = axes[0, 0]
     for seed, history in histories.items():
         _band(ax, label_mean + label_std * history["proxy_score"], f"seed {seed}")
     ax.set(xlabel="step", ylabel="proxy score (label units)", title="Proxy score of the designs")
     ax.legend(fontsize="small")
+    if oracle:
+        ax_oracle = axes[0, 1]
+        for seed, trace in oracle.items():
+            line, = ax_oracle.plot(trace["step"], trace["p100"], label=f"seed {seed} 100th")
+            ax_oracle.plot(trace["step"], trace["p50"], linestyle="--", color=line.get_color(),
+                           label=f"seed {seed} 50th")
+            if final_p100 and seed in final_p100:
+                ax_oracle.plot([trace["step"][-1]], [final_p100[seed]], marker="*", markersize=10,
+                               color=line.get_color())
+        ax_oracle.set(xlabel="step", ylabel="normalised oracle score (unscorable = 0)",
+                      title="Oracle percentiles of the argmax designs (star: decoded)")
+        ax_oracle.legend(fontsize="x-small", ncol=2)
     score_path = _save(fig, out_dir / "score_vs_step.png")
 
     fig, (ax_gamma, ax_eta) = plt.subplots(1, 2, figsize=(10, 4))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bib_ray.artifacts import save_proxy_artifact
+from bib_ray.evaluation import oracle_trace
 from bib_ray.pipeline import DesignRun
 from bib_ray.plots import plot_history
 
@@ -34,18 +35,33 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(array)), "std": float(np.std(array, ddof=1)) if array.size > 1 else 0.0}
 
 
-def history_table(run: DesignRun) -> pd.DataFrame:
-    """Per seed and step: the mean over designs of every recorded quantity (proxy score in label units)."""
+def oracle_traces(run: DesignRun) -> dict[int, dict[str, np.ndarray]]:
+    """Per seed: the oracle's percentiles of the argmax designs at about 20 steps (none without an oracle)."""
+    traces = {}
+    for result in run.seeds:
+        trace = oracle_trace(run.fitted.task, result.trajectory.history["codes"])
+        if trace is not None:
+            traces[result.seed] = trace
+    return traces
+
+
+def history_table(run: DesignRun, traces: dict[int, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
+    """Per seed and step: the mean over designs of every recorded quantity (proxy score in label units),
+    and, at the steps in ``traces``, the oracle percentiles of the argmax designs (oracle_p100, oracle_p50)."""
     proxy = run.fitted.proxy
     frames = []
     for result in run.seeds:
         history = result.trajectory.history
-        frame = pd.DataFrame({key: values.mean(1) for key, values in history.items()})
+        frame = pd.DataFrame({key: values.mean(1) for key, values in history.items() if values.ndim == 2})
         frame["proxy_score"] = proxy.label_mean + proxy.label_std * frame["proxy_score"]
         if "aux_score" in frame:
             frame["aux_score"] = proxy.label_mean + proxy.label_std * frame["aux_score"]
         frame.insert(0, "step", np.arange(1, len(frame) + 1))
         frame.insert(0, "seed", result.seed)
+        trace = (traces or {}).get(result.seed)
+        if trace is not None:
+            for key in ("p100", "p50"):
+                frame[f"oracle_{key}"] = pd.Series(trace[key], index=trace["step"] - 1)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -71,7 +87,10 @@ def build_summary(run: DesignRun) -> dict:
     if task.oracle is None:
         scores = {"ground_truth": NO_GROUND_TRUTH}
     else:
-        scores = {key: _mean_std([seed["oracle"][key] for seed in per_seed]) for key in ("p100", "p50")}
+        scores = {key: _mean_std([seed["oracle"][key] for seed in per_seed])
+                  for key in ("p100", "p50", "p100_scored", "p50_scored", "start_p100", "start_p50")}
+        scores["percentiles"] = ("p100/p50: over all designs, unscorable (unknown or infeasible) ones at the "
+                                 "task's minimum; *_scored: over the scored designs only")
         scores["oracle_kind"] = task.oracle_kind.value
     return {
         "task": {"name": task.name, "description": task.description, "oracle_kind": task.oracle_kind.value,
@@ -111,9 +130,11 @@ def write_run_directory(run: DesignRun, out: Path) -> dict:
     designs = run.designs
     designs.to_csv(out / "designs.csv", index=False)
     _write_fasta(designs, out / "designs.fasta")
-    history_table(run).to_csv(out / "history.csv", index=False)
+    traces = oracle_traces(run)
+    history_table(run, traces).to_csv(out / "history.csv", index=False)
     plot_history({r.seed: r.trajectory.history for r in run.seeds}, run.fitted.proxy.label_mean,
-                 run.fitted.proxy.label_std, out)
+                 run.fitted.proxy.label_std, out, traces,
+                 {r.seed: r.oracle_summary["p100"] for r in run.seeds if r.oracle_summary is not None})
     first = run.seeds[0]
     save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux)
     summary = build_summary(run)

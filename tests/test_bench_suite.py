@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bib_ray.core.evolution import EvolutionSettings, evolve
+from bib_ray.core.support import SupportConstraints
 
 
 def count_of_letter_two(codes: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def test_evolution_respects_the_mutation_radius():
     reference = np.zeros(12, dtype=np.int64)
     start = np.zeros((8, 12), dtype=np.int64)
     result = evolve(start, count_of_letter_two, 4, EvolutionSettings(rounds=20, population=8), seed=0,
-                    reference=reference, max_mutations=2)
+                    constraints=SupportConstraints(np.ones((12, 4), dtype=bool), max_edits=2), base=reference)
     assert (result.final_codes != reference).sum(1).max() <= 2
     assert result.best_per_round[-1] == 2
 

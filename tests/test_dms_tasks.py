@@ -22,7 +22,7 @@ def scan_table(shared_data_dir: Path, name: str) -> pd.DataFrame:
     return table[~table["variant"].str.contains(r"\*")]
 
 
-@pytest.mark.parametrize("name,length,radius", [("avgfp", 237, 9), ("e4b", 102, 5), ("pab1", 75, 2)])
+@pytest.mark.parametrize("name,length,radius", [("avgfp", 237, 10), ("e4b", 102, 5), ("pab1", 75, 2)])
 def test_dms_task_split_radius_and_oracle_kind(shared_data_dir, name, length, radius):
     task = load_task(name, shared_data_dir)
     table = scan_table(shared_data_dir, name)
@@ -97,18 +97,6 @@ def test_mutation_radius_is_the_largest_count_with_one_percent_support():
     assert mutation_radius(np.array([1] * 1000 + [2] * 5)) == 1
 
 
-def test_limit_mutations_keeps_the_largest_margins():
-    from bib_ray.core.design_variables import limit_mutations
-
-    start = np.array([[0, 0, 0, 0]])
-    logits = np.zeros((1, 4, 3), dtype=np.float32)
-    logits[0, :, 0] = 1.0  # the start letter everywhere ...
-    logits[0, 0, 1], logits[0, 1, 2], logits[0, 3, 1] = 3.0, 1.5, 5.0  # ... beaten at positions 0, 1, 3
-    assert limit_mutations(start, logits, 2).tolist() == [[1, 0, 0, 1]]  # margins 2.0, 0.5, 4.0
-    assert limit_mutations(start, logits, 3).tolist() == [[1, 2, 0, 1]]
-    assert limit_mutations(start, logits, 1).tolist() == [[0, 0, 0, 1]]
-
-
 def test_design_within_the_mutation_radius_is_scored(shared_data_dir, tmp_path):
     from bib_ray.cli import main
 
@@ -123,8 +111,8 @@ def test_design_within_the_mutation_radius_is_scored(shared_data_dir, tmp_path):
 
 
 def test_observed_letters_only_keeps_designs_inside_the_scan(shared_data_dir, tmp_path):
-    """Without the switch some pab1 designs use unmeasured substitutions (unknown to the oracle);
-    with it every design is built from letters the offline data shows, so all are scored."""
+    """Without the mask (and with ``--support none``) some pab1 designs use unmeasured substitutions
+    (unknown to the oracle); with it every design is built from letters the offline data shows."""
     from bib_ray.cli import main
 
     task = load_task("pab1", shared_data_dir)
@@ -132,12 +120,13 @@ def test_observed_letters_only_keeps_designs_inside_the_scan(shared_data_dir, tm
     assert observed.shape == (task.length, 20) and observed[np.arange(task.length), task.reference].all()
     assert observed[np.arange(task.length)[None, :], task.x].all() and not observed.all()
     statuses = {}
-    for switch in ([], ["--observed-letters-only"]):
-        out = tmp_path / ("on" if switch else "off")
+    for masked in (False, True):
+        out = tmp_path / ("on" if masked else "off")
+        switch = ["--support", "none"] + (["--observed-letters-only"] if masked else [])
         assert main(["design", "--task", "pab1", "--data-dir", str(shared_data_dir), "--steps", "15", "--designs",
                      "32", "--max-mutations", "2", "--mode", "forward", "--lr", "0.5", "--local", "--quiet",
                      "--out", str(out)] + switch) == 0
-        statuses[bool(switch)] = pd.read_csv(out / "designs.csv")["oracle_status"]
+        statuses[masked] = pd.read_csv(out / "designs.csv")["oracle_status"]
     assert (statuses[False] == "unknown").any()
     restricted = encode(pd.read_csv(tmp_path / "on" / "designs.csv")["sequence"].tolist(), PROTEIN)
     assert observed[np.arange(task.length)[None, :], restricted].all() and (statuses[True] == "ok").all()
@@ -148,6 +137,7 @@ def test_masked_letters_are_checked_and_never_chosen():
 
     from bib_ray.core.design_variables import MASKED_LOGIT, init_logits, mask_logits
     from bib_ray.core.evolution import EvolutionSettings, evolve
+    from bib_ray.core.support import SupportConstraints
 
     allowed = np.ones((4, 3), dtype=bool)
     allowed[:, 2] = False
@@ -159,5 +149,6 @@ def test_masked_letters_are_checked_and_never_chosen():
     with pytest.raises(ValueError, match="does not match"):
         mask_logits(logits, allowed[:3])
     result = evolve(np.zeros((8, 4), dtype=np.int64), lambda c: (c == 2).sum(1) + (c == 1).sum(1) * 0.5, 3,
-                    EvolutionSettings(rounds=20, population=8), seed=0, allowed=allowed)
+                    EvolutionSettings(rounds=20, population=8), seed=0,
+                    constraints=SupportConstraints(allowed))
     assert not (result.final_codes == 2).any() and (result.final_codes == 1).any()

@@ -123,3 +123,55 @@ def test_adaptive_needs_aux(problem):
     backbone, proxy, _, _ = problem
     with pytest.raises(ValueError, match="auxiliary"):
         BIBOptimiser(backbone.embed, proxy, OptimiserSettings(mode=Mode.ADAPTIVE_GAMMA), None)
+
+
+class ProxyAsAux:
+    """An auxiliary model equal to the proxy's prediction (sign +1) or to its negation (sign -1)."""
+
+    def __init__(self, proxy: BidirectionalProxy, sign: float) -> None:
+        self.proxy, self.sign = proxy, sign
+
+    def mean(self, phi: torch.Tensor) -> torch.Tensor:
+        return self.sign * self.proxy.predict(phi)
+
+
+def run_with_aux(problem, sign: float, **settings):
+    backbone, proxy, _, starts = problem
+    optimiser = BIBOptimiser(backbone.embed, proxy, OptimiserSettings(**settings), ProxyAsAux(proxy, sign))
+    return optimiser.run(starts, 4, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_gamma_follows_the_auxiliary_model(problem, sign):
+    """The forward loss pulls the proxy's prediction up, so an aux that agrees with the proxy must
+    raise gamma (more forward weight) on every trajectory, and its negation must lower it."""
+    result = run_with_aux(problem, sign, mode=Mode.ADAPTIVE_GAMMA, steps=5)
+    moved = result.history["gamma"][-1] - 0.5
+    assert (np.sign(moved) == sign).all() and np.abs(moved).min() > 0.1
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_eta_follows_the_auxiliary_model(problem, sign):
+    """Forward ascent on the proxy: a longer step raises an aux equal to the proxy, so eta must grow
+    above eta_0 from the second step on (the first keeps eta_0), and shrink for its negation."""
+    result = run_with_aux(problem, sign, mode=Mode.FORWARD, adaptive_eta=True, steps=5, eta_meta_lr=0.001)
+    eta = result.history["eta"]
+    np.testing.assert_allclose(eta[0], 0.1, rtol=1e-6)
+    assert (np.sign(eta[1:] - 0.1) == sign).all()
+
+
+def test_reference_defaults_reach_the_optimiser():
+    from bib_ray.config import DesignConfig
+
+    settings = DesignConfig().optimiser_settings()
+    assert settings.gamma_lr == 0.1 and settings.init_std == 0.01 and settings.lr == 0.1
+    assert DesignConfig(init_std=0.05).optimiser_settings().init_std == 0.05
+    with pytest.raises(ValueError):
+        OptimiserSettings(init_std=0.0)
+
+
+def test_history_records_the_argmax_designs(problem):
+    result = run(problem, mode=Mode.FORWARD, steps=4)
+    codes = result.history["codes"]
+    assert codes.shape == (4, *result.final_codes.shape)
+    assert np.array_equal(codes[-1], result.final_codes)

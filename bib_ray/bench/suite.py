@@ -87,8 +87,9 @@ def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: 
 def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int, designs: int,
              observed_letters_only: bool = False) -> dict:
     """One (method, seed) on a fitted proxy -> a row of normalised oracle percentiles and timings."""
-    from bib_ray.config import build_config
+    from bib_ray.config import DesignConfig, build_config
     from bib_ray.core.evolution import EvolutionSettings, evolve
+    from bib_ray.core.support import task_support
     from bib_ray.evaluation import evaluate_with_oracle
     from bib_ray.pipeline import run_seed
     from bib_ray.scoring import score_codes
@@ -101,9 +102,9 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
             return score_codes(fitted.embedder, fitted.proxy, None, codes)["proxy_score"]
 
         settings = EvolutionSettings(rounds=steps, population=designs, children_per_round=4 * designs)
+        constraints = task_support(task, DesignConfig.model_fields["support"].default, radius)
         final = evolve(task.starting_designs(designs), proxy_score, len(task.alphabet), settings, seed,
-                       designs, task.reference, radius,
-                       task.observed_letters() if observed_letters_only else None).final_codes
+                       designs, constraints, task.reference).final_codes
         summary = evaluate_with_oracle(task, final).summary
     else:
         mode, eta = METHODS[method]
@@ -113,14 +114,16 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
         result = run_seed(fitted, config, seed)
         final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
-            "p100": summary["p100"], "p50": summary["p50"], "scored": summary["ok"],
+            "p100": summary["p100"], "p50": summary["p50"], "p100_scored": summary["p100_scored"],
+            "p50_scored": summary["p50_scored"], "scored": summary["ok"],
             "unknown": summary["unknown"], "infeasible": summary["infeasible"], "designs": len(final),
             "unique_designs": int(len(np.unique(final, axis=0))), "oracle_kind": task.oracle_kind.value,
             "seconds": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
-ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "scored", "unknown", "infeasible", "designs",
-               "unique_designs", "oracle_kind", "seconds", "worker_pid"]  # run_cell's row, the CSV's columns
+ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "p100_scored", "p50_scored", "scored", "unknown",
+               "infeasible", "designs", "unique_designs", "oracle_kind", "seconds",
+               "worker_pid"]  # run_cell's row, the CSV's columns
 
 
 def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
@@ -194,17 +197,20 @@ def finished_cells(path: Path) -> pd.DataFrame:
 
 
 def markdown(frame: pd.DataFrame) -> str:
-    """One row per (task, backbone, method): mean +- std of the normalised percentiles over seeds."""
+    """One row per (task, backbone, method): mean +- std over seeds of the normalised percentiles, over
+    all designs (unscorable ones at the task's minimum) and, in brackets, over the scored designs."""
     def fmt(values: pd.Series) -> str:
         values = values.dropna()
         if values.empty:
             return "n/a"
         return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
-    lines = ["| task | backbone | method | 100th pct | 50th pct | scored / designs | unique | s / run | oracle |",
+    lines = ["| task | backbone | method | 100th pct (scored only) | 50th pct (scored only) | scored / designs | "
+             "unique | s / run | oracle |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (task, backbone, method), group in frame.groupby(["task", "backbone", "method"], sort=False):
-        lines.append(f"| {task} | {backbone} | {method} | {fmt(group.p100)} | {fmt(group.p50)} | "
+        lines.append(f"| {task} | {backbone} | {method} | {fmt(group.p100)} ({fmt(group.p100_scored)}) | "
+                     f"{fmt(group.p50)} ({fmt(group.p50_scored)}) | "
                      f"{group.scored.mean():.0f} / {group.designs.iloc[0]} | {group.unique_designs.mean():.0f} | "
                      f"{group.seconds.mean():.1f} | {group.oracle_kind.iloc[0]} |")
     return "\n".join(lines)

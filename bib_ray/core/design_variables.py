@@ -6,9 +6,13 @@ import numpy as np
 import torch
 
 
-def init_logits(seeds: torch.Tensor, vocab_size: int, generator: torch.Generator, std: float = 0.1) -> torch.Tensor:
+def init_logits(seeds: torch.Tensor, vocab_size: int, generator: torch.Generator, std: float = 0.01) -> torch.Tensor:
     """Z ~ N(0, std^2) per entry, with each row's largest entry swapped onto the seed letter,
-    so that argmax(Z) reproduces ``seeds`` (B, L) exactly."""
+    so that argmax(Z) reproduces ``seeds`` (B, L) exactly.
+
+    Every design draws its own noise. The reference code does so for proteins; for DNA it draws one
+    (L, V) sample shared by all designs. One rule for every task keeps trajectories independent, so a
+    batch split over workers gives the same designs as one batch."""
     noise = torch.randn(*seeds.shape, vocab_size, generator=generator, dtype=torch.float32) * std
     noise = noise.to(seeds.device)
     top_index = noise.argmax(-1, keepdim=True)
@@ -41,22 +45,3 @@ def straight_through(logits: torch.Tensor) -> torch.Tensor:
     soft = torch.softmax(logits, dim=-1)
     hard = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
     return hard + (soft - soft.detach())  # the bracket is exactly 0 forward, so rows stay exactly one-hot
-
-
-def limit_mutations(start: np.ndarray, logits: np.ndarray, max_mutations: int) -> np.ndarray:
-    """argmax(logits) (B, L, V) with at most ``max_mutations`` positions per row differing from ``start``
-    (B, L): the changes kept are those with the largest margin z[argmax] - z[start]; the rest revert."""
-    proposed = logits.argmax(-1)
-    rows = np.arange(start.shape[0])[:, None]
-    columns = np.arange(start.shape[1])[None, :]
-    margin = logits[rows, columns, proposed] - logits[rows, columns, start]
-    margin = np.where(proposed != start, margin, -np.inf)
-    order = np.argsort(-margin, axis=1, kind="stable")
-    keep = np.zeros_like(proposed, dtype=bool)
-    np.put_along_axis(keep, order[:, :max_mutations], True, axis=1)
-    return np.where(keep & (proposed != start), proposed, start)
-
-
-def decode_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Current sequences (B, L) as letter indices."""
-    return logits.argmax(-1)

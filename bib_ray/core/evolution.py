@@ -4,17 +4,20 @@ Each round the parents are the population members scoring within ``kappa * |best
 best; children are parents recombined (uniform crossover with another parent, probability
 ``recombination_rate``) and mutated (each residue with probability ``mutation_rate``, default
 1/L, to a different letter); the population becomes the best ``population`` distinct
-sequences of parents and children. With ``reference`` and ``max_mutations``, children more
-than ``max_mutations`` substitutions from the reference are discarded; with ``allowed``,
-mutations keep to the letters allowed at each position.
+sequences of parents and children. With support ``constraints`` (``bib_ray.core.support``), a
+mutation to a letter not allowed at its position is undone and children that still break them
+(an unseen adjacent pair, more than K edits from ``base`` or, without one, from every starting
+sequence) are discarded, so every design obeys the constraints of the gradient methods' decode.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
+
+from bib_ray.core.support import SupportConstraints
 
 ProxyScore = Callable[[np.ndarray], np.ndarray]  # codes (B, L) -> scores (B,), higher is better
 
@@ -51,15 +54,36 @@ def _distinct_best(codes: np.ndarray, scores: np.ndarray, keep: int) -> tuple[np
     return codes[order], scores[order]
 
 
+def _edits_to_nearest(codes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(B,) Hamming distance from each row of ``codes`` (B, L) to its nearest row of ``anchors`` (A, L)."""
+    return (codes[:, None, :] != anchors[None, :, :]).sum(-1).min(1)
+
+
 def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: EvolutionSettings, seed: int,
-           designs: int | None = None, reference: np.ndarray | None = None,
-           max_mutations: int | None = None, allowed: np.ndarray | None = None) -> EvolutionResult:
+           designs: int | None = None, constraints: SupportConstraints | None = None,
+           base: np.ndarray | None = None) -> EvolutionResult:
     """Run the rounds from the ``start`` population; return the best ``designs`` distinct sequences.
-    With ``allowed`` (L, V) bool, a mutation to a letter not allowed at its position is undone."""
+
+    Children keep to ``constraints``: mutations to letters it does not allow are undone and children
+    that break its pairs or its edit limit K are dropped. K counts from ``base`` (L,) (whose own
+    letters and pairs are allowed) or, without a base, from the nearest starting sequence. Starts
+    that break the constraints are left out of the first population; if none is left, it is
+    ``base`` alone."""
     rng = np.random.default_rng(seed)
     length = start.shape[1]
     rate = settings.mutation_rate if settings.mutation_rate is not None else 1.0 / length
-    population, fitness = _distinct_best(np.asarray(start, dtype=np.int64), score(start), settings.population)
+    start = np.asarray(start, dtype=np.int64)
+    if constraints is not None:
+        local = replace(constraints, max_edits=None)  # letters and pairs; the edit limit is checked here
+        start = start[local.satisfied(start, base)]
+        if base is not None and constraints.max_edits is not None:
+            start = start[(start != base[None, :]).sum(1) <= constraints.max_edits]
+        if not len(start):
+            if base is None:
+                raise ValueError("no starting sequence satisfies the support constraints")
+            start = np.asarray(base, dtype=np.int64)[None, :]
+        anchors = start if base is None else np.asarray(base, dtype=np.int64)[None, :]
+    population, fitness = _distinct_best(start, score(start), settings.population)
     evaluations, best = len(start), []
     for _ in range(settings.rounds):
         top = fitness[0]
@@ -72,11 +96,17 @@ def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: Evol
         mutate = rng.random(children.shape) < rate
         shift = rng.integers(1, vocab_size, children.shape)  # a different letter, uniformly
         mutated = np.where(mutate, (children + shift) % vocab_size, children)
-        if allowed is not None:
-            mutate &= allowed[np.arange(length)[None, :], mutated]
+        if constraints is not None:
+            allowed = constraints.letters[np.arange(length)[None, :], mutated]
+            if base is not None:
+                allowed |= mutated == base[None, :]
+            mutate &= allowed
         children = np.where(mutate, mutated, children)
-        if reference is not None and max_mutations is not None:
-            children = children[(children != reference[None]).sum(1) <= max_mutations]
+        if constraints is not None:
+            keep = local.satisfied(children, base)
+            if constraints.max_edits is not None:
+                keep &= _edits_to_nearest(children, anchors) <= constraints.max_edits
+            children = children[keep]
         if len(children):
             child_scores = score(children)
             evaluations += len(children)

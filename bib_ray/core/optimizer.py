@@ -3,12 +3,19 @@
 Objective per design h: L = gamma L_fwd + (1 - gamma) L_bwd, minimised over logits Z with a
 per-trajectory Adam (step size eta). Modes fix gamma (forward: 1, backward: 0,
 bidirectional: gamma_init) or adapt it (Adaptive-gamma, one gamma per trajectory):
-    d f_aux(Z') / d gamma = -eta < grad_Z f_aux(Z), grad_Z L_fwd - grad_Z L_bwd >,
-ascended with its own Adam state, gamma clipped to [0, 1]. Adaptive-eta (any mode) sets
+    d f_aux(Z') / d gamma = -eta_t < grad_Z f_aux(Z), grad_Z L_fwd - grad_Z L_bwd >,
+with Z' = Z - eta_t (gamma grad_Z L_fwd + (1 - gamma) grad_Z L_bwd) the one-step look-ahead,
+ascended with its own Adam state (step size ``gamma_lr``, 0.1 as in the reference code), gamma
+clipped to [0, 1]. Adaptive-eta (any mode) keeps eta_0 on the first step and from the second on sets
     eta_t = clip(eta_0 - eta_meta_lr < grad_Z f_aux(Z), u_t >, eta_min, eta_max),
-with u_t the Adam direction of the combined gradient. The gradients the adaptive modules
-need are vector-Jacobian products of the same LM Jacobian: their cotangents at phi are
-stacked and pushed back through one batched backward pass.
+with u_t the Adam direction of the combined gradient (the design moves by -eta_t u_t), as the
+reference code does. f_aux is in standardised label units (the reference uses raw label units).
+The gradients the adaptive modules need are vector-Jacobian products of the same LM Jacobian:
+their cotangents at phi are stacked and pushed back through one batched backward pass.
+
+References:
+    Chen, Zhang, Liu, Coates. Bidirectional Learning for Offline Model-based Biological Sequence
+    Design. ICML 2023, PMLR 202:5351-5366.
 """
 
 from __future__ import annotations
@@ -44,21 +51,35 @@ class CotangentBatching(str, Enum):
 
 @dataclass(frozen=True)
 class OptimiserSettings:
+    """Settings of one batch of trajectories; defaults are the reference code's (DNA: T = 100).
+
+    ``init_std`` is the standard deviation of the initial logits' noise, ``gamma_lr`` the step size
+    of gamma's Adam, ``eta_meta_lr`` the coefficient of Adaptive-eta (see the module docstring).
+    """
+
     mode: Mode = Mode.ADAPTIVE_GAMMA
     adaptive_eta: bool = False
     steps: int = 100
     lr: float = 0.1
     target: float = 10.0  # y_h in standardised label units
     gamma_init: float = 0.5
-    gamma_lr: float = 0.01
+    gamma_lr: float = 0.1
     eta_meta_lr: float = 0.01
     eta_min: float = 1e-4
     eta_max: float = 0.5
-    init_std: float = 0.1
+    init_std: float = 0.01
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     cotangents: CotangentBatching = CotangentBatching.SEQUENTIAL  # measured faster on CPU (bench.engine_speed)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.lr <= 0:
+            raise ValueError("steps must be >= 1 and lr > 0")
+        if self.gamma_lr <= 0 or self.init_std <= 0 or not 0 < self.eta_min <= self.eta_max:
+            raise ValueError("gamma_lr and init_std must be > 0 and 0 < eta_min <= eta_max")
+        if not 0 <= self.gamma_init <= 1:
+            raise ValueError("gamma_init must be in [0, 1]")
 
     @property
     def needs_aux(self) -> bool:
@@ -70,7 +91,8 @@ class OptimiserSettings:
 
 @dataclass
 class TrajectoryResult:
-    """Final designs and per-step history (arrays of shape (steps, B))."""
+    """Final designs and per-step history: arrays of shape (steps, B), and under ``codes`` the
+    argmax designs after every step, (steps, B, L) int16."""
 
     start_codes: np.ndarray
     final_codes: np.ndarray
@@ -110,8 +132,6 @@ class BIBOptimiser:
                  aux: AuxiliaryEnsemble | None = None) -> None:
         if settings.needs_aux and aux is None:
             raise ValueError("adaptive-gamma / adaptive-eta need an auxiliary model")
-        if settings.steps < 1 or settings.lr <= 0:
-            raise ValueError("steps must be >= 1 and lr > 0")
         self.embed = embed
         self.proxy = proxy
         self.settings = settings
@@ -158,9 +178,16 @@ class BIBOptimiser:
         return self.run_from_logits(logits, on_step)
 
     def run_from_logits(self, logits: torch.Tensor, on_step: StepCallback | None = None) -> TrajectoryResult:
-        """Optimise from given initial logits (B, L, V); the start designs are their argmax.
+        """Optimise from given initial logits; the start designs are their argmax.
 
-        ``on_step(step, logits)`` is called after every step with the updated logits (read-only).
+        Args:
+            logits: (B, L, V) initial design logits Z_0, one trajectory per row.
+            on_step: called as ``on_step(step, logits)`` after every step with the updated
+                logits (B, L, V) (read-only).
+
+        Returns:
+            The start and final argmax codes (B, L), the final logits (B, L, V) and the per-step
+            history (see ``TrajectoryResult``).
         """
         s = self.settings
         batch = logits.shape[0]
@@ -189,12 +216,13 @@ class BIBOptimiser:
                 grad_aux = grads[1] if s.adaptive_eta else None
             records["gamma"] = gamma.clone()
             direction = adam.direction(grad)
-            if s.adaptive_eta:
+            if s.adaptive_eta and step >= 1:
                 eta = (s.lr - s.eta_meta_lr * _batch_dot(grad_aux, direction)).clamp(s.eta_min, s.eta_max)
             records["eta"] = eta.clone()
             logits = logits - eta[:, None, None] * direction
             for key, value in records.items():
                 history.setdefault(key, []).append(value.detach().to("cpu", torch.float64))
+            history.setdefault("codes", []).append(logits.argmax(-1).to("cpu", torch.int16))
             if on_step is not None:
                 on_step(step, logits)
         return TrajectoryResult(

@@ -20,7 +20,7 @@ from bib_ray.core.aux_ensemble import aux_training_rows
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.distributed.runtime import connect
 from bib_ray.distributed.shards import ShardPool, ShardResources, default_shard_count
-from bib_ray.pipeline import DesignRun, FittedProxy, SeedResult, decode_designs, design_table, initial_logits
+from bib_ray.pipeline import DesignRun, FittedProxy, SeedResult, decode_final, design_table, initial_logits
 from bib_ray.tasks import Task, load_task
 
 
@@ -82,7 +82,7 @@ def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPo
     batch = trajectory_batch_for(config, len(pool.actors))
     trajectories = pool.run_seeds(fitted.proxy, [aux if settings.needs_aux else None for aux in auxes], settings,
                                   logits, batch, progress)
-    trajectories = [decode_designs(task, config, trajectory) for trajectory in trajectories]
+    trajectories = [decode_final(task, config, trajectory) for trajectory in trajectories]
     optimised = time.perf_counter()
     scores = pool.score(fitted.proxy, auxes, [t.final_codes for t in trajectories], config.embed_batch_size)
     results = []

@@ -3,9 +3,9 @@
 Designs are whole proteins (every residue is a design variable). Offline set, following BIB:
 the variants scoring at or below the scan's median. The oracle is approximate (an MLP on the
 substitutions, trained on the whole scan; see ``dms_oracle``), and it scores only designs
-within the mutation radius the scan supports: the largest number of substitutions that at
-least 1 % of the scan's variants carry (avgfp 9, e4b 5, pab1 2), each substitution seen in
-the scan. Designs outside are reported UNKNOWN.
+within the mutation radius the offline set supports: the largest number of substitutions that
+at least 1 % of the offline variants carry (avgfp 10, e4b 5, pab1 2; the top half of the scan
+plays no part in it), each substitution seen in the scan. Designs outside are reported UNKNOWN.
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ def _load_scan(name: str, path: Path) -> Task:
     vocab = len(PROTEIN)
     flat = [np.array([p * vocab + a for p, a in subs], dtype=np.int64) for subs in substitutions]
     counts = np.array([len(s) for s in substitutions])
-    radius = mutation_radius(counts)
-    oracle = train_dms_oracle(wild_type, flat, y, vocab, radius)
     offline = np.flatnonzero(y <= np.median(y))
+    radius = mutation_radius(counts[offline])
+    oracle = train_dms_oracle(wild_type, flat, y, vocab, radius)
     x = np.broadcast_to(wild_type, (len(offline), len(wild_type))).copy()
     for row, source in enumerate(offline):
         for position, residue in substitutions[source]:
@@ -109,7 +109,7 @@ def _load_scan(name: str, path: Path) -> Task:
                 details={"split": "BIB: offline = variants at or below the median score",
                          "offline_rows": int(len(offline)), "scan_variants": int(len(y)),
                          "nonsense_variants_set_aside": int(len(parsed) - len(keep)),
-                         "mutation_radius": radius, "oracle": "approximate: substitution MLP on the whole scan; "
+                         "mutation_radius": radius, "mutation_radius_from": "offline rows", "oracle": "approximate: substitution MLP on the whole scan; "
                          "designs beyond the radius or with unseen substitutions are unknown",
                          **{f"oracle_{k}": v for k, v in oracle.quality.items()}})
 
