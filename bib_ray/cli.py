@@ -16,17 +16,20 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--task": ("task", str, "task spec, e.g. ehrlich, tfbind8, tfbind8-r, gb1, user:my.csv (default ehrlich)"),
     "--data-dir": ("data_dir", str, "directory with task data files (default $BIB_RAY_DATA)"),
     "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, protein or the letters"),
-    "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH (default tiny)"),
-    "--mode": ("mode", str, "forward, backward, bidirectional or adaptive-gamma (default adaptive-gamma)"),
+    "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH, or ntk: the NTK "
+                   "proxy on one-hot features (default tiny)"),
+    "--method": ("method", str, "bib (default), bib+eta, bidirectional, forward, forward+eta, backward, evolution "
+                 "or bdi (bidirectional on the NTK proxy: backbone ntk)"),
     "--steps": ("steps", int, "optimisation steps T (default 100)"),
     "--designs": ("designs", int, "designs (trajectories) per seed (default 128)"),
     "--lr": ("lr", float, "Adam step size eta_0 (default 0.1)"),
     "--target": ("target", float, "target score y_h in standardised units (default 10)"),
     "--beta-scale": ("beta_scale", float, "ridge beta = scale * trace(G)/N (default 1e-6)"),
-    "--gamma-init": ("gamma_init", float, "gamma for bidirectional / start of adaptive-gamma (default 0.5)"),
+    "--gamma-init": ("gamma_init", float, "gamma of bidirectional / bdi, start of bib's gamma (default 0.5)"),
     "--gamma-lr": ("gamma_lr", float, "Adam step size of adaptive gamma (default 0.1, as the reference)"),
     "--init-std": ("init_std", float, "std of the initial logits' noise (default 0.01, as the reference)"),
-    "--eta-meta-lr": ("eta_meta_lr", float, "adaptive-eta coefficient (default 0.01)"),
+    "--eta-meta-lr": ("eta_meta_lr", float, "Adaptive-eta coefficient of bib+eta / forward+eta (default 0.01)"),
+    "--ntk-rows": ("ntk_rows", int, "offline rows in the NTK proxy's kernel (backbone ntk; default 5000)"),
     "--aux-members": ("aux_members", int, "auxiliary ensemble size (default 5)"),
     "--aux-hidden": ("aux_hidden", int, "hidden units of each aux member (default 64)"),
     "--aux-epochs": ("aux_epochs", int, "training epochs of the aux ensemble (default 20)"),
@@ -36,7 +39,6 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
                         "(DMS tasks; default their mutation radius) or else from their starting sequence "
                         "(default ceil(L/4); no limit with --support none)"),
-    "--adaptive-eta": ("adaptive_eta", bool, "adapt the step size with the aux model (any mode)"),
     "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
                                 "shows at each position (DMS tasks: measured substitutions, which the oracle "
                                 "can score)"),
@@ -323,9 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REPLACED_FLAGS = ("--mode", "--adaptive-eta")  # gone: --method names every method
+
+
+def refuse_replaced_flags(argv: list[str]) -> None:
+    """UserError naming --method when ``argv`` uses a flag that --method replaced."""
+    used = sorted({arg.split("=", 1)[0] for arg in argv if arg.split("=", 1)[0] in REPLACED_FLAGS})
+    if used:
+        from bib_ray.core.methods import methods_help
+
+        raise UserError(f"{' and '.join(used)} no longer exist: pick a method with --method ({methods_help()}), "
+                        "e.g. --method bib+eta for adaptive gamma with adaptive eta")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        refuse_replaced_flags(argv)
         if argv[:1] == ["bench"]:  # its flags are the suite's own (bib_ray.bench.suite)
             from bib_ray.bench.suite import main as bench_main
 

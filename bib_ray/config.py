@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bib_ray.core.aux_ensemble import AuxiliarySettings
-from bib_ray.core.optimizer import CotangentBatching, Mode, OptimiserSettings
+from bib_ray.core.methods import NTK_BACKBONE, Method, methods_help
+from bib_ray.core.optimizer import CotangentBatching, OptimiserSettings
 from bib_ray.core.support import SupportLevel
 from bib_ray.errors import UserError
 
@@ -23,9 +24,11 @@ class DesignConfig(BaseModel):
     task: str = Field("ehrlich", description="task spec (see `bib-ray tasks`)")
     data_dir: str | None = Field(None, description="task data directory (else $BIB_RAY_DATA)")
     alphabet: str | None = Field(None, description="alphabet of a user data file: dna, protein or letters")
-    backbone: str = Field("tiny", description="backbone spec (see `bib-ray backbones`)")
-    mode: Mode = Mode.ADAPTIVE_GAMMA
-    adaptive_eta: bool = False
+    backbone: str = Field("tiny", description=f"backbone spec (see `bib-ray backbones`), or {NTK_BACKBONE!r}: "
+                          "the NTK proxy on one-hot features (implied by method bdi)")
+    method: Method = Field(Method.BIB, description=f"design method: {methods_help()}")
+    ntk_rows: int = Field(5000, ge=2, description=f"offline rows in the NTK proxy's kernel (backbone "
+                          f"{NTK_BACKBONE!r}; a fixed random subset when the task has more)")
     steps: int = Field(100, ge=1, le=100_000)
     designs: int = Field(128, ge=1, le=1_000_000)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -59,6 +62,30 @@ class DesignConfig(BaseModel):
                                           description="how the adaptive modules' LM gradients are taken: one "
                                                       "backward each (sequential) or one vmapped backward (batched)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_old_method_fields(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            old = [key for key in ("mode", "adaptive_eta") if key in values]
+            if old:
+                raise ValueError(f"{' and '.join(old)} no longer exist: pick a method (--method / method:) "
+                                 f"from {methods_help()}")
+        return values
+
+    @model_validator(mode="after")
+    def _bdi_on_the_ntk(self) -> "DesignConfig":
+        if self.method is Method.BDI:
+            if "backbone" in self.model_fields_set and self.backbone != NTK_BACKBONE:
+                raise ValueError(f"method bdi runs on the NTK proxy (backbone {NTK_BACKBONE!r}), not on "
+                                 f"{self.backbone!r}; for another backbone pick method bidirectional")
+            self.backbone = NTK_BACKBONE
+        return self
+
+    @property
+    def uses_ntk_proxy(self) -> bool:
+        """Whether the proxy is the NTK on one-hot features (backbone ``ntk``) rather than an LM's head."""
+        return self.backbone == NTK_BACKBONE
+
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
@@ -73,8 +100,11 @@ class DesignConfig(BaseModel):
         return self
 
     def optimiser_settings(self) -> OptimiserSettings:
-        return OptimiserSettings(mode=self.mode, adaptive_eta=self.adaptive_eta, steps=self.steps, lr=self.lr,
-                                 target=self.target, gamma_init=self.gamma_init, gamma_lr=self.gamma_lr,
+        """The optimiser's settings of a gradient method (ValueError for ``evolution``, which has none)."""
+        if not self.method.is_gradient:
+            raise ValueError(f"method {self.method.value} does not run the gradient optimiser")
+        return OptimiserSettings(mode=self.method.mode, adaptive_eta=self.method.adaptive_eta, steps=self.steps,
+                                 lr=self.lr, target=self.target, gamma_init=self.gamma_init, gamma_lr=self.gamma_lr,
                                  eta_meta_lr=self.eta_meta_lr, init_std=self.init_std, cotangents=self.cotangents)
 
     def aux_settings(self) -> AuxiliarySettings:
@@ -82,8 +112,8 @@ class DesignConfig(BaseModel):
                                  max_rows=self.aux_max_rows)
 
     def method_label(self) -> str:
-        """Short name of the method, e.g. 'adaptive-gamma+eta'."""
-        return self.mode.value + ("+eta" if self.adaptive_eta else "")
+        """The method's name, e.g. 'bib+eta'."""
+        return self.method.value
 
 
 class RaySettings(BaseModel):

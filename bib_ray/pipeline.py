@@ -20,12 +20,13 @@ from bib_ray.backbones import build_backbone
 from bib_ray.config import DesignConfig
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
 from bib_ray.core.design_variables import init_logits, mask_logits
+from bib_ray.core.evolution import EvolutionResult, EvolutionSettings, ProxyScore, evolve
 from bib_ray.core.ntk import ReluNTK
 from bib_ray.core.ntk_proxy import NTKProxy, kernel_rows
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
-from bib_ray.core.support import decode_designs
+from bib_ray.core.support import SupportConstraints, SupportLevel, decode_designs, task_support
 from bib_ray.devices import resolve_device
 from bib_ray.embedding import SequenceEmbedder
 from bib_ray.evaluation import evaluate_with_oracle, novelty
@@ -90,6 +91,15 @@ def fit_ntk_proxy(task: Task, kernel: ReluNTK | None = None, max_rows: int = 500
                         kernel, beta_scale, device=target)
 
     return fit_proxy(task, "onehot", beta_scale, device, build_proxy=build)
+
+
+def fit_for_config(task: Task, config: DesignConfig, progress: bool = False) -> FittedProxy:
+    """The proxy ``config`` asks for, in this process: the NTK proxy on one-hot features on at most
+    ``config.ntk_rows`` rows for backbone ``ntk`` (``fit_ntk_proxy``), else the LM's linear head."""
+    if config.uses_ntk_proxy:
+        return fit_ntk_proxy(task, max_rows=config.ntk_rows, device=config.device, beta_scale=config.beta_scale)
+    return fit_proxy(task, config.backbone, config.beta_scale, config.device, config.embed_batch_size, progress,
+                     config.aux_max_rows, dtype=config.dtype)
 
 
 def train_aux(fitted: FittedProxy, settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
@@ -182,27 +192,80 @@ def decode_final(task: Task, config: DesignConfig, trajectory: TrajectoryResult)
                                                           config.support, config.max_mutations))
 
 
+def evolution_settings(config: DesignConfig) -> EvolutionSettings:
+    """``evolution``'s settings for ``config``: ``steps`` rounds, a population of ``designs`` and four
+    children per member each round."""
+    return EvolutionSettings(rounds=config.steps, population=config.designs, children_per_round=4 * config.designs)
+
+
+def evolution_constraints(task: Task, config: DesignConfig) -> SupportConstraints:
+    """The support constraints ``evolution``'s children obey: those of the gradient methods' final decode
+    (``config.support``, ``config.max_mutations``); with ``observed_letters_only`` at least the letters."""
+    level = config.support
+    if config.observed_letters_only and level is SupportLevel.NONE:
+        level = SupportLevel.LETTERS
+    return task_support(task, level, config.max_mutations)
+
+
+def proxy_scorer(embedder: SequenceEmbedder, proxy: DesignProxy, batch_size: int) -> ProxyScore:
+    """codes (B, L) -> the proxy's standardised scores (B,), float64 on the CPU."""
+    @torch.no_grad()
+    def score(codes: np.ndarray) -> np.ndarray:
+        phi = embedder.embed_codes(codes, batch_size).to(embedder.device)
+        return proxy.predict(phi).cpu().numpy()
+
+    return score
+
+
+def evolution_trajectory(start: np.ndarray, result: EvolutionResult, vocab_size: int) -> TrajectoryResult:
+    """An ``evolve`` result in the gradient methods' form: each final design's start is its nearest
+    starting sequence, its final logits are its one-hot codes, and the history holds per round the
+    population's proxy scores (``proxy_score``) and sequences (``codes``); no gamma or eta."""
+    final = result.final_codes
+    nearest = (final[:, None, :] != start[None, :, :]).sum(-1).argmin(1)
+    return TrajectoryResult(start_codes=start[nearest], final_codes=final,
+                            final_logits=np.eye(vocab_size, dtype=np.float32)[final],
+                            history={"proxy_score": result.round_scores,
+                                     "codes": result.round_codes.astype(np.int16)},
+                            cotangents="none")
+
+
+def evolve_designs(task: Task, embedder: SequenceEmbedder, proxy: DesignProxy, config: DesignConfig,
+                   seed: int) -> TrajectoryResult:
+    """Method ``evolution`` for ``seed`` in this process: mutate-and-select from the task's
+    ``config.designs`` best offline rows on ``proxy``, within ``evolution_constraints``."""
+    start = task.starting_designs(config.designs)
+    result = evolve(start, proxy_scorer(embedder, proxy, config.embed_batch_size), len(task.alphabet),
+                    evolution_settings(config), seed, config.designs, evolution_constraints(task, config),
+                    task.reference)
+    return evolution_trajectory(start, result, len(task.alphabet))
+
+
 def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: bool = False,
              runner: TrajectoryRunner = run_trajectories_locally,
              trained_aux: tuple[AuxiliaryEnsemble, dict] | None = None) -> SeedResult:
-    """Train this seed's aux ensemble (unless ``trained_aux`` gives it with its metrics), optimise
-    ``config.designs`` trajectories with ``runner``, decode the final logits under the support
-    constraints (``decode_final``), evaluate (in this process, with ``fitted.embedder``)."""
+    """Train this seed's aux ensemble (unless ``trained_aux`` gives it with its metrics), run
+    ``config.method`` and evaluate (in this process, with ``fitted.embedder``). A gradient method
+    optimises ``config.designs`` trajectories with ``runner`` and decodes the final logits under the
+    support constraints (``decode_final``); ``evolution`` runs ``evolve_designs``."""
     started = time.perf_counter()
     aux, aux_metrics = trained_aux or train_aux(fitted, config.aux_settings(), seed)
     aux_done = time.perf_counter()
-    settings = config.optimiser_settings()
-    logits = initial_logits(fitted.task, config.designs, seed, settings.init_std, config.observed_letters_only)
-    trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
-                        progress)
-    trajectory = decode_final(fitted.task, config, trajectory)
+    if config.method.is_gradient:
+        settings = config.optimiser_settings()
+        logits = initial_logits(fitted.task, config.designs, seed, settings.init_std, config.observed_letters_only)
+        trajectory = runner(fitted, aux if settings.needs_aux else None, settings, logits, config.trajectory_batch,
+                            progress)
+        trajectory = decode_final(fitted.task, config, trajectory)
+    else:
+        trajectory = evolve_designs(fitted.task, fitted.embedder, fitted.proxy, config, seed)
     optimised = time.perf_counter()
     scores = score_codes(fitted.embedder, fitted.proxy, aux, trajectory.final_codes)
     table, oracle_summary = design_table(fitted.task, seed, trajectory, scores)
     finished = time.perf_counter()
     return SeedResult(seed, trajectory, aux, aux_metrics, table, oracle_summary, timings={
         "aux_fit_s": aux_done - started, "optimise_s": optimised - aux_done,
-        "step_ms": 1000 * (optimised - aux_done) / settings.steps, "evaluate_s": finished - optimised})
+        "step_ms": 1000 * (optimised - aux_done) / config.steps, "evaluate_s": finished - optimised})
 
 
 @dataclass
@@ -221,8 +284,7 @@ def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
     """The whole single-process design run described by ``config``."""
     started = time.perf_counter()
     task = load_task(config.task, config.data_dir, config.alphabet)
-    fitted = fit_proxy(task, config.backbone, config.beta_scale, config.device, config.embed_batch_size, progress,
-                       config.aux_max_rows, dtype=config.dtype)
+    fitted = fit_for_config(task, config, progress)
     results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
     return DesignRun(config, fitted, results, time.perf_counter() - started)
 

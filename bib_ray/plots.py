@@ -28,7 +28,8 @@ def _save(fig, path: Path) -> Path:
 def plot_history(histories: dict[int, dict[str, np.ndarray]], label_mean: float, label_std: float,
                  out_dir: Path, oracle: dict[int, dict[str, np.ndarray]] | None = None,
                  final_p100: dict[int, float] | None = None) -> list[Path]:
-    """Write score_vs_step.png and gamma_eta_vs_step.png for per-seed histories; returns the paths.
+    """Write score_vs_step.png and, where the histories record gamma and eta (the gradient methods),
+    gamma_eta_vs_step.png for per-seed histories; returns the paths written.
 
     With ``oracle`` (seed -> {"step", "p100", "p50"}, see ``evaluation.oracle_trace``) score_vs_step.png
     has a second panel: the oracle's normalised percentiles of the argmax designs along the run, and
@@ -54,7 +55,8 @@ def plot_history(histories: dict[int, dict[str, np.ndarray]], label_mean: float,
                       title="Oracle percentiles of the argmax designs (star: decoded)")
         ax_oracle.legend(fontsize="x-small", ncol=2)
     score_path = _save(fig, out_dir / "score_vs_step.png")
-
+    if not all("gamma" in history and "eta" in history for history in histories.values()):
+        return [score_path]
     fig, (ax_gamma, ax_eta) = plt.subplots(1, 2, figsize=(10, 4))
     for seed, history in histories.items():
         _band(ax_gamma, history["gamma"], f"seed {seed}")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bib_ray.artifacts import save_proxy_artifact
+from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.evaluation import oracle_trace
 from bib_ray.pipeline import DesignRun
 from bib_ray.plots import plot_history
@@ -80,8 +81,8 @@ def build_summary(run: DesignRun) -> dict:
             "hamming_to_start_mean": float(table["hamming_to_start"].mean()),
             "hamming_to_offline_mean": float(table["hamming_to_offline"].mean()),
             "aux": result.aux_metrics,
-            "final_gamma_mean": float(result.trajectory.history["gamma"][-1].mean()),
-            "final_eta_mean": float(result.trajectory.history["eta"][-1].mean()),
+            **{f"final_{key}_mean": float(result.trajectory.history[key][-1].mean())
+               if key in result.trajectory.history else None for key in ("gamma", "eta")},
             "timings": result.timings,
         })
     if task.oracle is None:
@@ -102,7 +103,8 @@ def build_summary(run: DesignRun) -> dict:
         "seeds": config.seeds,
         "hyperparameters": config.model_dump(mode="json"),
         "proxy": {"beta": fitted.proxy.beta, "label_mean": fitted.proxy.label_mean,
-                  "label_std": fitted.proxy.label_std, "dim": fitted.proxy.dim},
+                  "label_std": fitted.proxy.label_std, "kind": type(fitted.proxy).__name__,
+                  "dim": getattr(fitted.proxy, "dim", None)},
         "scores": scores,
         "per_seed": per_seed,
         "timings": {**fitted.timings, "total_s": run.total_s,
@@ -125,7 +127,8 @@ def _write_fasta(table: pd.DataFrame, path: Path) -> None:
 
 
 def write_run_directory(run: DesignRun, out: Path) -> dict:
-    """Write every output of ``run`` under ``out``; returns the summary."""
+    """Write every output of ``run`` under ``out``; returns the summary. The proxy artifact (proxy/)
+    holds an LM's linear head; a run on the NTK proxy (backbone ``ntk``) writes none."""
     out.mkdir(parents=True, exist_ok=True)
     designs = run.designs
     designs.to_csv(out / "designs.csv", index=False)
@@ -136,8 +139,11 @@ def write_run_directory(run: DesignRun, out: Path) -> dict:
                  run.fitted.proxy.label_std, out, traces,
                  {r.seed: r.oracle_summary["p100"] for r in run.seeds if r.oracle_summary is not None})
     first = run.seeds[0]
-    save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux)
     summary = build_summary(run)
-    summary["artifact"] = {"path": str((out / "proxy").resolve()), "aux_seed": first.seed}
+    if isinstance(run.fitted.proxy, BidirectionalProxy):
+        save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux)
+        summary["artifact"] = {"path": str((out / "proxy").resolve()), "aux_seed": first.seed}
+    else:
+        summary["artifact"] = None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary

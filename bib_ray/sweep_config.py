@@ -4,7 +4,7 @@
     base: {task: tfbind8-r, steps: 40, designs: 32, seeds: [0]}   # DesignConfig fields of every trial
     space:                                                        # DesignConfig field -> distribution
       lr: {loguniform: [0.01, 0.3]}
-      mode: {choice: [bidirectional, adaptive-gamma]}
+      method: {choice: [bidirectional, bib, bib+eta]}
     search: {algorithm: random, num_samples: 8, max_concurrent: 2, seed: 0}
     scheduler: {kind: asha, grace_period: 2, reduction_factor: 2}
     metric: holdout          # or aux; never the oracle
@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bib_ray.config import DesignConfig, load_yaml_mapping, parse_model
 
-TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "mode", "adaptive_eta",
+TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "method",
            "aux_members", "aux_hidden", "aux_epochs", "backbone")
+NOT_IN_SWEEPS = "the NTK proxy (backbone ntk, method bdi) needs no LM embedding pass to share and is not swept"
 
 
 class Distribution(BaseModel):
@@ -121,9 +122,10 @@ class SweepConfig(BaseModel):
         base = DesignConfig.model_validate(self.base)
         if len(base.seeds) != 1:
             raise ValueError("a sweep trial runs one seed: give base.seeds a single value")
-        for name, distribution in self.space.items():
-            for value in distribution.extreme_values():
-                DesignConfig.model_validate({**self.base, name: value})
+        configs = [base] + [DesignConfig.model_validate({**self.base, name: value})
+                            for name, distribution in self.space.items() for value in distribution.extreme_values()]
+        if any(config.uses_ntk_proxy for config in configs):
+            raise ValueError(f"{NOT_IN_SWEEPS}: run it with bib-ray design or bib-ray bench")
         if self.search.algorithm == "grid" and any(d.kind != "grid" for d in self.space.values()):
             raise ValueError("search.algorithm grid needs every space entry to be a grid")
         if self.search.algorithm != "grid" and any(d.kind == "grid" for d in self.space.values()):

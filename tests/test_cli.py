@@ -20,7 +20,7 @@ def tfbind_run(tmp_path_factory, shared_data_dir):
     ensure_local_ray()
     out = tmp_path_factory.mktemp("run") / "tfbind8-r"
     code = main(["design", "--task", "tfbind8-r", "--data-dir", str(shared_data_dir), "--steps", "6",
-                 "--designs", "16", "--seeds", "0,1", "--mode", "adaptive-gamma", "--adaptive-eta",
+                 "--designs", "16", "--seeds", "0,1", "--method", "bib+eta",
                  "--aux-epochs", "2", "--shards", "2", "--out", str(out), "--quiet"])
     assert code == 0
     return out
@@ -43,7 +43,7 @@ def test_run_directory_contents(tfbind_run):
 def test_summary_reports_scores_and_identity(tfbind_run):
     summary = json.loads((tfbind_run / "summary.json").read_text())
     assert summary["task"]["name"] == "tfbind8-r" and summary["task"]["oracle_kind"] == "exact"
-    assert summary["method"] == "adaptive-gamma+eta" and summary["lm_id"] == "tiny"
+    assert summary["method"] == "bib+eta" and summary["lm_id"] == "tiny"
     assert summary["seeds"] == [0, 1] and summary["hyperparameters"]["steps"] == 6
     designs = pd.read_csv(tfbind_run / "designs.csv")
     for seed in summary["per_seed"]:
@@ -87,7 +87,7 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
     data = tmp_path / "mine.csv"
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
-    assert main(["design", "--task", str(data), "--steps", "3", "--designs", "4", "--mode", "forward",
+    assert main(["design", "--task", str(data), "--steps", "3", "--designs", "4", "--method", "forward",
                  "--aux-epochs", "1", "--out", str(out), "--quiet", "--local"]) == 0
     assert "no ground truth available" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
@@ -97,7 +97,10 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["design", "--local", "--steps", "0"], "steps: Input should be greater than or equal to 1"),
-    (["design", "--local", "--mode", "sideways"], "mode: Input should be 'forward'"),
+    (["design", "--local", "--method", "sideways"], "method: Input should be 'bib'"),
+    (["design", "--local", "--mode", "forward"], "--mode no longer exist: pick a method with --method"),
+    (["design", "--local", "--adaptive-eta"], "--adaptive-eta no longer exist: pick a method with --method"),
+    (["design", "--local", "--method", "bdi", "--backbone", "tiny"], "method bdi runs on the NTK proxy"),
     (["design", "--local", "--seeds", "a,b"], "--seeds 'a,b'"),
     (["design", "--local", "--seeds", "1,1"], "seeds must be distinct"),
     (["design", "--local", "--task", "nosuch"], "unknown task 'nosuch'"),
@@ -107,7 +110,6 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
     (["design", "--shards", "0"], "shards: Input should be greater than or equal to 1"),
     (["sweep", "--config", "/nonexistent.yaml"], "does not exist"),
     (["bench", "--methods", "bib,magic"], "unknown methods ['magic']"),
-    (["bench", "--backbones", "ntk", "--methods", "bdi"], "not a backbone"),
 ])
 def test_bad_arguments_are_readable(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("BIB_RAY_DATA", raising=False)
@@ -116,10 +118,10 @@ def test_bad_arguments_are_readable(argv, message, capsys, monkeypatch, tmp_path
     assert err.startswith("bib-ray: error:") and message in err and "Traceback" not in err
 
 
-def test_yaml_config_with_flag_override(tmp_path):
+def test_yaml_config_with_flag_override(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("task: ehrlich:states=6,length=12,motifs=1,motif_length=3,offline=200\n"
-                      "steps: 50\ndesigns: 4\nmode: bidirectional\naux_epochs: 1\n")
+                      "steps: 50\ndesigns: 4\nmethod: bidirectional\naux_epochs: 1\n")
     out = tmp_path / "o"
     assert main(["design", "--config", str(config), "--steps", "2", "--out", str(out), "--quiet", "--local"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -127,6 +129,11 @@ def test_yaml_config_with_flag_override(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stepz: 3\n")
     assert main(["design", "--config", str(bad), "--out", str(out), "--quiet"]) == 2
+    old = tmp_path / "old.yaml"
+    old.write_text("mode: forward\nadaptive_eta: true\n")
+    capsys.readouterr()
+    assert main(["design", "--config", str(old), "--out", str(out), "--quiet", "--local"]) == 2
+    assert "mode and adaptive_eta no longer exist: pick a method (--method / method:)" in capsys.readouterr().err
 
 
 def test_parse_seeds():

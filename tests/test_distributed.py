@@ -66,7 +66,7 @@ def test_adding_rows_embeds_only_the_new_rows(task, pool):
 
 
 def test_parallel_trajectories_equal_single_process(task, pool):
-    config = build_config(dict(task="tfbind8-r", mode="adaptive-gamma", adaptive_eta=True, steps=12, designs=24,
+    config = build_config(dict(task="tfbind8-r", method="bib+eta", steps=12, designs=24,
                                aux_epochs=1))
     fitted = fit_proxy(task, "tiny")
     aux, _ = train_aux(fitted, config.aux_settings(), 0)
@@ -81,7 +81,7 @@ def test_parallel_trajectories_equal_single_process(task, pool):
 def test_killed_shard_is_restarted_and_the_run_is_unchanged(task, pool):
     import ray
 
-    config = build_config(dict(task="tfbind8-r", mode="adaptive-gamma", steps=150, designs=16, aux_epochs=1))
+    config = build_config(dict(task="tfbind8-r", method="bib", steps=150, designs=16, aux_epochs=1))
     fitted = fit_proxy(task, "tiny")
     aux, _ = train_aux(fitted, config.aux_settings(), 0)
     logits = initial_logits(task, 16, 3, 0.1)
@@ -103,7 +103,7 @@ def test_killed_shard_is_restarted_and_the_run_is_unchanged(task, pool):
 
 def test_design_run_on_ray_equals_local_run(shared_data_dir):
     config = build_config(dict(task="tfbind8-r", data_dir=str(shared_data_dir), steps=8, designs=12, seeds=[0, 1],
-                               aux_epochs=1, mode="bidirectional"))
+                               aux_epochs=1, method="bidirectional"))
     on_ray = run_design_on_ray(config, RaySettings(shards=2))
     local = run_design(config)
     assert list(on_ray.designs.sequence) == list(local.designs.sequence)

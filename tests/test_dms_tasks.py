@@ -124,7 +124,7 @@ def test_observed_letters_only_keeps_designs_inside_the_scan(shared_data_dir, tm
         out = tmp_path / ("on" if masked else "off")
         switch = ["--support", "none"] + (["--observed-letters-only"] if masked else [])
         assert main(["design", "--task", "pab1", "--data-dir", str(shared_data_dir), "--steps", "15", "--designs",
-                     "32", "--max-mutations", "2", "--mode", "forward", "--lr", "0.5", "--local", "--quiet",
+                     "32", "--max-mutations", "2", "--method", "forward", "--lr", "0.5", "--local", "--quiet",
                      "--out", str(out)] + switch) == 0
         statuses[masked] = pd.read_csv(out / "designs.csv")["oracle_status"]
     assert (statuses[False] == "unknown").any()

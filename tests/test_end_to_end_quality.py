@@ -16,7 +16,7 @@ def tfbind8_r_onehot(shared_data_dir):
 def test_bidirectional_beats_the_offline_set(tfbind8_r_onehot):
     task = tfbind8_r_onehot.task
     best_offline = float(task.normalise(task.y.max()))
-    config = build_config(dict(task="tfbind8-r", backbone="onehot", mode="bidirectional", steps=60, designs=64,
+    config = build_config(dict(task="tfbind8-r", backbone="onehot", method="bidirectional", steps=60, designs=64,
                                aux_epochs=1))
     result = run_seed(tfbind8_r_onehot, config, seed=0)
     assert result.oracle_summary["p100"] > best_offline + 0.4  # 0.24 -> above 0.64
@@ -25,7 +25,7 @@ def test_bidirectional_beats_the_offline_set(tfbind8_r_onehot):
 
 
 def test_forward_mode_climbs_the_proxy(tfbind8_r_onehot):
-    config = build_config(dict(task="tfbind8-r", backbone="onehot", mode="forward", steps=40, designs=16,
+    config = build_config(dict(task="tfbind8-r", backbone="onehot", method="forward", steps=40, designs=16,
                                aux_epochs=1))
     result = run_seed(tfbind8_r_onehot, config, seed=0)
     proxy_history = result.trajectory.history["proxy_score"]  # standardised units, (steps, designs)
@@ -37,7 +37,7 @@ def test_gb1_designs_fill_the_domain_and_report_unknowns(shared_data_dir):
     task = load_task("gb1", shared_data_dir)
     fitted = fit_proxy(task, "onehot", batch_size=8192)
     assert fitted.embedder.template_probs.shape == (56, 20) and fitted.proxy.dim == 56 * 20
-    config = build_config(dict(task="gb1", backbone="onehot", mode="forward", steps=3, designs=32, aux_epochs=1))
+    config = build_config(dict(task="gb1", backbone="onehot", method="forward", steps=3, designs=32, aux_epochs=1))
     result = run_seed(fitted, config, seed=0)
     summary = result.oracle_summary
     assert summary["ok"] + summary["unknown"] == 32

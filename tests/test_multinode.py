@@ -37,7 +37,7 @@ def test_removed_worker_node_does_not_change_the_designs(cluster, shared_data_di
 
     ray_cluster, workers = cluster
     task = load_task("tfbind8-r", shared_data_dir)
-    config = build_config(dict(task="tfbind8-r", mode="adaptive-gamma", steps=120, designs=16, aux_epochs=1))
+    config = build_config(dict(task="tfbind8-r", method="bib", steps=120, designs=16, aux_epochs=1))
     fitted = fit_proxy(task, "tiny")
     aux, _ = train_aux(fitted, config.aux_settings(), 0)
     logits = initial_logits(task, 16, 0, 0.1)

@@ -76,7 +76,7 @@ def test_bdi_style_run_improves_on_its_start(shared_data_dir):
     task = load_task("tfbind8-r", shared_data_dir)
     fitted = fit_ntk_proxy(task, max_rows=1500, device="cpu")
     assert isinstance(fitted.proxy, NTKProxy) and fitted.proxy.rows == 1500
-    config = build_config(dict(task="tfbind8-r", backbone="onehot", mode="bidirectional", steps=30, designs=16,
+    config = build_config(dict(task="tfbind8-r", backbone="onehot", method="bidirectional", steps=30, designs=16,
                                seeds=[0]))
     result = run_seed(fitted, config, 0)
     assert result.oracle_summary["p100"] > result.oracle_summary["start_p100"]

@@ -116,7 +116,7 @@ def test_design_run_keeps_ehrlich_designs_feasible():
     from bib_ray.pipeline import run_design
 
     config = DesignConfig(task="ehrlich:states=8,length=16,motifs=2,motif_length=4,offline=300", steps=10,
-                          designs=16, mode="forward", lr=0.5, aux_epochs=2)
+                          designs=16, method="forward", lr=0.5, aux_epochs=2)
     run = run_design(config)
     result = run.seeds[0]
     summary = result.oracle_summary

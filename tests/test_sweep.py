@@ -26,7 +26,7 @@ def small_sweep(name: str, algorithm: str = "random", samples: int = 3, **extra)
     return SweepConfig.model_validate({
         "name": name,
         "base": {"task": "tfbind8-r", "steps": 6, "designs": 8, "seeds": [0], "aux_epochs": 1, "aux_max_rows": 500},
-        "space": {"lr": {"loguniform": [0.02, 0.3]}, "mode": {"choice": ["bidirectional", "adaptive-gamma"]}},
+        "space": {"lr": {"loguniform": [0.02, 0.3]}, "method": {"choice": ["bidirectional", "bib"]}},
         "search": {"algorithm": algorithm, "num_samples": samples, "max_concurrent": 2},
         "scheduler": {"kind": "fifo"}, "report_every": 3, **extra})
 
@@ -39,7 +39,10 @@ def test_shipped_sweep_configs_validate(config_file):
 
 @pytest.mark.parametrize("change,message", [
     ({"space": {"task": {"choice": ["gb1"]}}}, "cannot be tuned"),
-    ({"space": {"mode": {"choice": ["sideways"]}}}, "mode"),
+    ({"space": {"method": {"choice": ["bib", "sideways"]}}}, "method"),
+    ({"space": {"mode": {"choice": ["forward"]}}}, "cannot be tuned"),
+    ({"base": {"mode": "forward"}}, "method"),
+    ({"space": {"method": {"choice": ["bib", "bdi"]}}}, "not swept"),
     ({"space": {"lr": {"uniform": [0.3, 0.1]}}}, "low < high"),
     ({"space": {"lr": {"grid": [0.1, 0.2]}}}, "need search.algorithm: grid"),
     ({"base": {"seeds": [0, 1]}}, "one seed"),
@@ -72,7 +75,7 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm)
     table, best = outcome.table, outcome.best_dir
     assert outcome.failure is None
     assert len(table) == 3 and set(table.status) == {"completed"}
-    assert {"lr", "mode", "design_score", "oracle_p100_reporting_only"} <= set(table.columns)
+    assert {"lr", "method", "design_score", "oracle_p100_reporting_only"} <= set(table.columns)
     assert table.design_score.notna().all()
     # the metric is not the oracle: it is in label units of the offline data (tfbind8-r y <= 0.242)
     assert (table.design_score < 0.5).all() and not np.allclose(table.design_score, table.oracle_p100_reporting_only)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from bib_ray.config import DesignConfig
-from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, Mode, OptimiserSettings
+from bib_ray.core.methods import Method
+from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, OptimiserSettings
 from bib_ray.pipeline import FittedProxy, fit_proxy, initial_logits, train_aux
 from bib_ray.tasks import Task, load_task
 from bib_ray.tasks.data_dir import resolve_data_dir
@@ -41,7 +42,7 @@ def time_run(optimiser: BIBOptimiser, logits: torch.Tensor) -> float:
 
 
 def batched_vs_loop(fitted: FittedProxy, aux, designs: int, steps: int) -> list[tuple[str, str]]:
-    optimiser = _optimiser(fitted, aux, mode=Mode.ADAPTIVE_GAMMA, steps=steps)
+    optimiser = _optimiser(fitted, aux, method=Method.BIB, steps=steps)
     logits = _initial_logits(fitted, designs)
     time_run(optimiser, logits[:4])  # warm-up
     batched = time_run(optimiser, logits)
@@ -116,7 +117,7 @@ def main() -> None:
 
     fitted_all = fit_proxy(all_rows_task(args.data_dir), "tiny")
     aux_all, _ = train_aux(fitted_all, DesignConfig().aux_settings(), 0)
-    sizes = {label: (_optimiser(fitted, aux, mode=Mode.ADAPTIVE_GAMMA, steps=args.timing_steps),
+    sizes = {label: (_optimiser(fitted, aux, method=Method.BIB, steps=args.timing_steps),
                      _initial_logits(fitted, args.designs))
              for label, fitted, aux in (("5,000", fitted_r, aux_r), ("65,792", fitted_all, aux_all))}
     timed = interleaved_step_ms(sizes, args.repeats)
@@ -125,12 +126,12 @@ def main() -> None:
 
     logits = _initial_logits(fitted_r, args.designs)
     variants = [
-        ("plain bidirectional (fixed gamma)", dict(mode=Mode.BIDIRECTIONAL)),
-        ("forward only", dict(mode=Mode.FORWARD)),
-        ("adaptive-gamma, batched cotangents", dict(mode=Mode.ADAPTIVE_GAMMA)),
-        ("adaptive-gamma, one backward each", dict(mode=Mode.ADAPTIVE_GAMMA, cotangents=CotangentBatching.SEQUENTIAL)),
-        ("adaptive-gamma+eta, batched cotangents", dict(mode=Mode.ADAPTIVE_GAMMA, adaptive_eta=True)),
-        ("forward+adaptive-eta, batched cotangents", dict(mode=Mode.FORWARD, adaptive_eta=True)),
+        ("plain bidirectional (fixed gamma)", dict(method=Method.BIDIRECTIONAL)),
+        ("forward only", dict(method=Method.FORWARD)),
+        ("adaptive-gamma, batched cotangents", dict(method=Method.BIB)),
+        ("adaptive-gamma, one backward each", dict(method=Method.BIB, cotangents=CotangentBatching.SEQUENTIAL)),
+        ("adaptive-gamma+eta, batched cotangents", dict(method=Method.BIB_ETA)),
+        ("forward+adaptive-eta, batched cotangents", dict(method=Method.FORWARD_ETA)),
     ]
     f_ms, v_ms = lm_costs(fitted_r, logits)
     rows.append(("(c) LM forward F / one vector-Jacobian product V", f"{f_ms:.1f} ms / {v_ms:.1f} ms"))

@@ -48,7 +48,7 @@ def embedding_rows_per_s(task, backbone: str, shards: int) -> float:
 
 
 def trajectory_seconds(task, backbone: str, shards: int, designs: int, steps: int) -> float:
-    config = build_config(dict(task=task.name, backbone=backbone, mode="adaptive-gamma", steps=steps, designs=designs))
+    config = build_config(dict(task=task.name, backbone=backbone, method="bib", steps=steps, designs=designs))
     fitted = fit_proxy(task, backbone)
     aux, _ = train_aux(fitted, config.aux_settings(), 0)
     logits = initial_logits(task, designs, 0, 0.1)

@@ -6,13 +6,13 @@
     bib-ray bench --preset dna --data-dir ../shared/data --readme README.md   # the README's tables
 
 Each (task, backbone) embeds its offline set once in a Ray task; the fitted proxy goes to the
-object store and every (method, seed) cell runs as its own Ray task (1 CPU) on it, exactly
-as ``bib-ray design`` would for one seed. Tasks with a reference sequence (the DMS scans)
-decode designs within their mutation radius. Methods: the BIB modes, ``evolution``
-(AdaLead-style mutate-and-select on the same LM proxy, ``bib_ray.core.evolution``) and
-``bdi`` (fixed-gamma bidirectional learning on the infinite-width ReLU NTK of one-hot inputs,
-``bib_ray.core.ntk_proxy``; it needs no LM, so it runs once per task, under backbone ``ntk``,
-on at most ``--kernel-rows`` offline rows).
+object store and every (method, seed) cell runs as its own Ray task (1 CPU) on it, through the
+same ``bib_ray.pipeline.run_seed`` as ``bib-ray design`` for one seed. Methods are the design
+vocabulary of ``bib_ray.core.methods.Method``: the gradient methods, ``evolution`` and ``bdi``
+(fixed-gamma bidirectional learning on the NTK proxy, which needs no LM: it runs once per task,
+under backbone ``ntk``, on at most ``--kernel-rows`` offline rows). Backbone ``ntk`` may also be
+named in ``--backbones``: every method asked for then runs on the NTK proxy too (``bib`` there is
+Adaptive-gamma on BDI's kernel, the ``ntk`` preset).
 """
 
 from __future__ import annotations
@@ -28,19 +28,10 @@ import numpy as np
 import pandas as pd
 
 from bib_ray.cli import parse_seeds
+from bib_ray.core.methods import METHOD_NAMES as METHODS
+from bib_ray.core.methods import NTK_BACKBONE as NTK_GROUP  # backbone column of bdi rows: NTK proxy, one-hot inputs
 from bib_ray.errors import UserError
 
-METHODS = {  # name -> (mode, adaptive_eta); "evolution" is separate
-    "bib": ("adaptive-gamma", False),
-    "bib+eta": ("adaptive-gamma", True),
-    "bidirectional": ("bidirectional", False),
-    "forward": ("forward", False),
-    "forward+eta": ("forward", True),
-    "backward": ("backward", False),
-    "evolution": (None, False),
-    "bdi": ("bidirectional", False),
-}
-NTK_GROUP = "ntk"  # the backbone column of bdi rows: the NTK proxy on one-hot inputs
 EHRLICH_SETTINGS = "ehrlich,ehrlich:length=64,motifs=4"  # (L 32, 2 motifs) and (L 64, 4 motifs), 20 states
 ALL_METHODS = ",".join(METHODS)
 LM_METHODS = ",".join(m for m in METHODS if m != "bdi")  # bdi needs no LM: the tiny presets already run it
@@ -51,6 +42,7 @@ PRESETS = {  # each names its tasks, backbones and methods; PRESET_DEFAULTS fill
     "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=ALL_METHODS, steps=100),
     "protein": dict(tasks=f"gb1,pab1,e4b,avgfp,{EHRLICH_SETTINGS}", backbones="tiny", methods=ALL_METHODS),
     "protein-unirep": dict(tasks="gb1,pab1,e4b,ehrlich", backbones="unirep-256", methods=LM_METHODS),
+    "ntk": dict(tasks="tfbind8,tfbind8-r", backbones="ntk", methods="bib,bdi"),  # adaptive vs fixed gamma, NTK
     "dms-observed": dict(tasks="avgfp,e4b", backbones="tiny", methods=ALL_METHODS, observed_letters_only=True),
     "ehrlich64-unirep": dict(tasks="ehrlich:length=64,motifs=4", backbones="unirep-256", methods=LM_METHODS),
     "ehrlich-antiberty": dict(tasks="ehrlich", backbones="antiberty",
@@ -74,45 +66,31 @@ def split_task_list(text: str) -> list[str]:
 
 def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: int):
     """Load the task and fit its proxy once (a Ray task with two returns: the fit and its timings)."""
-    from bib_ray.pipeline import fit_ntk_proxy, fit_proxy
+    from bib_ray.config import build_config
+    from bib_ray.pipeline import fit_for_config
     from bib_ray.tasks import load_task
 
     started = time.perf_counter()
     task = load_task(task_spec, data_dir)
-    fitted = fit_ntk_proxy(task, max_rows=kernel_rows, device="cpu") if backbone == NTK_GROUP else \
-        fit_proxy(task, backbone, device="cpu")
+    fitted = fit_for_config(task, build_config(dict(task=task_spec, backbone=backbone, ntk_rows=kernel_rows,
+                                                    device="cpu")))
     return fitted, {**fitted.timings, "fit_s": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
 def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int, designs: int,
-             observed_letters_only: bool = False) -> dict:
-    """One (method, seed) on a fitted proxy -> a row of normalised oracle percentiles and timings."""
-    from bib_ray.config import DesignConfig, build_config
-    from bib_ray.core.evolution import EvolutionSettings, evolve
-    from bib_ray.core.support import task_support
-    from bib_ray.evaluation import evaluate_with_oracle
+             observed_letters_only: bool = False, kernel_rows: int = 5000) -> dict:
+    """One (method, seed) on a fitted proxy (``run_seed``, as ``bib-ray design``) -> a row of normalised
+    oracle percentiles and timings."""
+    from bib_ray.config import build_config
     from bib_ray.pipeline import run_seed
-    from bib_ray.scoring import score_codes
 
     started = time.perf_counter()
     task = fitted.task
-    radius = task.details.get("mutation_radius") if task.reference is not None else None
-    if method == "evolution":
-        def proxy_score(codes: np.ndarray) -> np.ndarray:
-            return score_codes(fitted.embedder, fitted.proxy, None, codes)["proxy_score"]
-
-        settings = EvolutionSettings(rounds=steps, population=designs, children_per_round=4 * designs)
-        constraints = task_support(task, DesignConfig.model_fields["support"].default, radius)
-        final = evolve(task.starting_designs(designs), proxy_score, len(task.alphabet), settings, seed,
-                       designs, constraints, task.reference).final_codes
-        summary = evaluate_with_oracle(task, final).summary
-    else:
-        mode, eta = METHODS[method]
-        config = build_config(dict(task=task_spec, backbone="onehot" if backbone == NTK_GROUP else backbone,
-                                   mode=mode, adaptive_eta=eta, steps=steps, designs=designs, seeds=[seed],
-                                   max_mutations=radius, observed_letters_only=observed_letters_only))
-        result = run_seed(fitted, config, seed)
-        final, summary = result.trajectory.final_codes, result.oracle_summary
+    config = build_config(dict(task=task_spec, backbone=backbone, method=method, steps=steps, designs=designs,
+                               seeds=[seed], ntk_rows=kernel_rows, observed_letters_only=observed_letters_only,
+                               device="cpu"))
+    result = run_seed(fitted, config, seed)
+    final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
             "p100": summary["p100"], "p50": summary["p50"], "p100_scored": summary["p100_scored"],
             "p50_scored": summary["p50_scored"], "scored": summary["ok"],
@@ -127,16 +105,15 @@ ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "p100_scored
 
 
 def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
-    """Backbone -> the methods that run on it: every LM method on every backbone, bdi on ``ntk`` alone."""
+    """Backbone -> the methods that run on it: every method but bdi on every backbone (``ntk`` included,
+    if named), bdi on ``ntk`` alone (added when bdi is asked for)."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
-        raise UserError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    if NTK_GROUP in backbones:
-        raise UserError(f"{NTK_GROUP!r} is not a backbone: the bdi method brings its own NTK proxy")
-    lm_methods = [m for m in methods if m != "bdi"]
-    pairs = {backbone: lm_methods for backbone in backbones} if lm_methods else {}
+        raise UserError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    others = [m for m in methods if m != "bdi"]
+    pairs = {backbone: list(others) for backbone in backbones if others}
     if "bdi" in methods:
-        pairs[NTK_GROUP] = ["bdi"]
+        pairs[NTK_GROUP] = [*pairs.get(NTK_GROUP, []), "bdi"]
     return pairs
 
 
@@ -163,7 +140,7 @@ def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds:
     fit_remote = ray.remote(num_cpus=1, num_returns=2)(fit_group)
     cell_remote = ray.remote(num_cpus=1)(run_cell)
     groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for t, b in todo}
-    cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs, observed_letters_only)
+    cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs, observed_letters_only, kernel_rows)
              for (t, b), (fitted, _) in groups.items() for m, s in todo[(t, b)]]
     rows = []
     with tqdm(total=len(cells), desc="suite cells", disable=not progress) as bar:

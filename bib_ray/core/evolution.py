@@ -42,10 +42,16 @@ class EvolutionSettings:
 
 @dataclass
 class EvolutionResult:
-    final_codes: np.ndarray  # (designs, L), best first
+    """The best distinct designs, and per round the population's best ``designs`` members
+    (``round_codes`` (rounds, designs, L), ``round_scores`` (rounds, designs); cycled when the
+    population holds fewer)."""
+
+    final_codes: np.ndarray  # (<= designs, L), best first
     final_scores: np.ndarray
     best_per_round: np.ndarray  # (rounds,)
     evaluations: int
+    round_codes: np.ndarray
+    round_scores: np.ndarray
 
 
 def _distinct_best(codes: np.ndarray, scores: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +90,8 @@ def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: Evol
             start = np.asarray(base, dtype=np.int64)[None, :]
         anchors = start if base is None else np.asarray(base, dtype=np.int64)[None, :]
     population, fitness = _distinct_best(start, score(start), settings.population)
-    evaluations, best = len(start), []
+    width = designs or settings.population
+    evaluations, best, round_codes, round_scores = len(start), [], [], []
     for _ in range(settings.rounds):
         top = fitness[0]
         parents = population[fitness >= top - settings.kappa * abs(top)]
@@ -113,5 +120,8 @@ def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: Evol
             population, fitness = _distinct_best(np.concatenate([population, children]),
                                                  np.concatenate([fitness, child_scores]), settings.population)
         best.append(fitness[0])
-    keep = designs or settings.population
-    return EvolutionResult(population[:keep], fitness[:keep], np.array(best), evaluations)
+        cycled = np.arange(width) % min(width, len(population))
+        round_codes.append(population[cycled])
+        round_scores.append(fitness[cycled])
+    return EvolutionResult(population[:width], fitness[:width], np.array(best), evaluations, np.stack(round_codes),
+                           np.stack(round_scores))

@@ -1,5 +1,9 @@
 """``bib-ray design`` on Ray: fit the proxy on shard actors, then train every seed's auxiliary
-ensemble, run every seed's trajectories and score the final designs on them too.
+ensemble, run every seed's trajectories (or, for method ``evolution``, every seed's evolution)
+and score the final designs on them too.
+
+A run on the NTK proxy (backbone ``ntk``, method ``bdi`` among others) has no LM to shard: its
+kernel is an M x M solve on one-hot rows, so the whole run is one Ray task (``run_design``).
 
 Same results as the single-process ``bib_ray.pipeline.run_design`` for the same config and
 seeds (the driver draws every trajectory's initial logits, the shards only compute). The
@@ -20,7 +24,8 @@ from bib_ray.core.aux_ensemble import aux_training_rows
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.distributed.runtime import connect
 from bib_ray.distributed.shards import ShardPool, ShardResources, default_shard_count
-from bib_ray.pipeline import DesignRun, FittedProxy, SeedResult, decode_final, design_table, initial_logits
+from bib_ray.pipeline import (DesignRun, FittedProxy, SeedResult, decode_final, design_table, evolution_constraints,
+                              evolution_settings, evolution_trajectory, initial_logits, run_design)
 from bib_ray.tasks import Task, load_task
 
 
@@ -68,21 +73,27 @@ def trajectory_batch_for(config: DesignConfig, shards: int) -> int:
 
 def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPool,
                         progress: bool = False) -> list[SeedResult]:
-    """All seeds at once: aux ensembles, then every trajectory batch, then the scoring, each spread
-    over the shards; the driver only decodes and scores the designs with the oracle."""
+    """All seeds at once: aux ensembles, then every trajectory batch (or every seed's evolution), then
+    the scoring, each spread over the shards; the driver only decodes and scores the designs with the oracle."""
     seeds, task = config.seeds, fitted.task
     started = time.perf_counter()
     trained = pool.train_aux(fitted.statistics, fitted.aux_phi, fitted.aux_labels(), config.aux_settings(), seeds,
                              progress)
     auxes = [aux for aux, _ in trained]
     aux_done = time.perf_counter()
-    settings = config.optimiser_settings()
-    logits = [initial_logits(task, config.designs, seed, settings.init_std, config.observed_letters_only)
-              for seed in seeds]
-    batch = trajectory_batch_for(config, len(pool.actors))
-    trajectories = pool.run_seeds(fitted.proxy, [aux if settings.needs_aux else None for aux in auxes], settings,
-                                  logits, batch, progress)
-    trajectories = [decode_final(task, config, trajectory) for trajectory in trajectories]
+    if config.method.is_gradient:
+        settings = config.optimiser_settings()
+        logits = [initial_logits(task, config.designs, seed, settings.init_std, config.observed_letters_only)
+                  for seed in seeds]
+        batch = trajectory_batch_for(config, len(pool.actors))
+        trajectories = pool.run_seeds(fitted.proxy, [aux if settings.needs_aux else None for aux in auxes],
+                                      settings, logits, batch, progress)
+        trajectories = [decode_final(task, config, trajectory) for trajectory in trajectories]
+    else:
+        start = task.starting_designs(config.designs)
+        evolved = pool.evolve_seeds(fitted.proxy, start, evolution_settings(config), seeds, config.designs,
+                                    evolution_constraints(task, config), task.reference, progress)
+        trajectories = [evolution_trajectory(start, result, len(task.alphabet)) for result in evolved]
     optimised = time.perf_counter()
     scores = pool.score(fitted.proxy, auxes, [t.final_codes for t in trajectories], config.embed_batch_size)
     results = []
@@ -90,15 +101,24 @@ def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPo
         table, oracle_summary = design_table(task, seed, trajectory, seed_scores)
         results.append(SeedResult(seed, trajectory, aux, metrics, table, oracle_summary, timings={
             "aux_fit_s": aux_done - started, "optimise_s": optimised - aux_done,
-            "step_ms": 1000 * (optimised - aux_done) / settings.steps,
+            "step_ms": 1000 * (optimised - aux_done) / config.steps,
             "evaluate_s": time.perf_counter() - optimised}))
     return results
 
 
 def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: bool = False) -> DesignRun:
-    """The whole design run with the LM work on Ray shard actors."""
+    """The whole design run with the LM work on Ray shard actors; on the NTK proxy (no LM), the
+    single-process ``run_design`` as one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU."""
     started = time.perf_counter()
     where = connect(settings.address)
+    if config.uses_ntk_proxy:
+        import ray
+
+        run = ray.get(ray.remote(num_cpus=settings.cpus_per_shard, num_gpus=0, max_retries=settings.max_restarts)(
+            run_design).remote(config))
+        run.fitted.timings["ray"] = where
+        run.total_s = time.perf_counter() - started
+        return run
     task = load_task(config.task, config.data_dir, config.alphabet)
     pool = ShardPool(config.backbone, task, shard_resources(settings), config.embed_batch_size, config.dtype)
     try:

@@ -24,9 +24,11 @@ import numpy as np
 import torch
 
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
+from bib_ray.core.evolution import EvolutionResult, EvolutionSettings, evolve
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.core.support import SupportConstraints
 from bib_ray.devices import cpu_copy
 from bib_ray.errors import UserError
 from bib_ray.tasks.base import Task
@@ -91,6 +93,15 @@ class ProxyShard:
         optimiser = BIBOptimiser(self.embedder.embed_designs, proxy.to(device), settings,
                                  None if aux is None else aux.to(device))
         return optimiser.run_from_logits(logits.to(device))
+
+    def evolve(self, proxy: DesignProxy, start: np.ndarray, settings: EvolutionSettings, seed: int, designs: int,
+               constraints: SupportConstraints, base: np.ndarray | None) -> EvolutionResult:
+        """Method ``evolution`` for one seed on this replica (see ``bib_ray.core.evolution.evolve``), every
+        round's children scored by ``proxy`` on this LM."""
+        from bib_ray.pipeline import proxy_scorer
+
+        score = proxy_scorer(self.embedder, proxy.to(self.embedder.device), self.embed_batch_size)
+        return evolve(start, score, len(self.task.alphabet), settings, seed, designs, constraints, base)
 
     def score(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None, codes: np.ndarray) -> dict[str, np.ndarray]:
         """Proxy score, aux mean and aux spread of ``codes`` (label units), see ``score_codes``."""
@@ -291,6 +302,14 @@ class ShardPool:
                          items, progress, "trajectory batches")
         return [merge_trajectories([part for (seed, _), part in zip(items, parts) if seed == index])
                 for index in range(len(logits))]
+
+    def evolve_seeds(self, proxy: DesignProxy, start: np.ndarray, settings: EvolutionSettings, seeds: list[int],
+                     designs: int, constraints: SupportConstraints, base: np.ndarray | None,
+                     progress: bool = False) -> list[EvolutionResult]:
+        """Method ``evolution`` from ``start`` (designs, L) for every seed, one seed per shard call."""
+        proxy_ref = self._shipped_proxy(proxy)
+        return self.map(lambda actor, seed: actor.evolve.remote(proxy_ref, start, settings, seed, designs, constraints,
+                                                                base), seeds, progress, "evolution")
 
     def score(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], codes: list[np.ndarray],
               batch_size: int) -> list[dict[str, np.ndarray]]:
