@@ -122,7 +122,9 @@ class IsolatedCluster:
                              "--include-dashboard", str(self.dashboard).lower(), "--dashboard-host", "127.0.0.1",
                              "--dashboard-port", str(self.dashboard_port), *agent_port, str(_free_port()), *common])
         self._wait_for_nodes(1)
-        mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(p))}" for p in self.hidden) or "true"
+        # the worker's own Ray temp dir too: nodes sharing one session folder race on runtime_env files
+        hidden = [*self.hidden, self.temp_dir]
+        mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(p))}" for p in hidden)
         for index in range(self.workers):
             worker = [ray, "start", "--address", self.address, "--node-ip-address", "127.0.0.1",
                       "--num-cpus", str(self.worker_cpus), "--num-gpus", "0", "--resources", '{"worker": 1}',
