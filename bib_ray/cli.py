@@ -135,7 +135,8 @@ def _print_result(summary: dict, out: Path) -> None:
               f"50th {_mean_std(scores['p50_scored'])}")
         if all(seed["oracle"]["ok"] == 0 for seed in summary["per_seed"]):
             print("  no design could be scored: every one is outside the oracle's support (see 'unknown' above)")
-    print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots, proxy/)")
+    artifact = ", proxy/" if summary.get("artifact") else ""
+    print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots{artifact})")
 
 
 def cmd_design(args: argparse.Namespace) -> int:
@@ -334,8 +335,8 @@ def refuse_replaced_flags(argv: list[str]) -> None:
     if used:
         from bib_ray.core.methods import methods_help
 
-        raise UserError(f"{' and '.join(used)} no longer exist: pick a method with --method ({methods_help()}), "
-                        "e.g. --method bib+eta for adaptive gamma with adaptive eta")
+        raise UserError(f"{' and '.join(used)}: replaced by --method, one of {methods_help()} "
+                        "(e.g. --method bib+eta for adaptive gamma with adaptive eta)")
 
 
 def main(argv: list[str] | None = None) -> int:

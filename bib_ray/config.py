@@ -68,8 +68,8 @@ class DesignConfig(BaseModel):
         if isinstance(values, dict):
             old = [key for key in ("mode", "adaptive_eta") if key in values]
             if old:
-                raise ValueError(f"{' and '.join(old)} no longer exist: pick a method (--method / method:) "
-                                 f"from {methods_help()}")
+                raise ValueError(f"{' and '.join(old)}: replaced by method (--method / method:), one of "
+                                 f"{methods_help()}")
         return values
 
     @model_validator(mode="after")

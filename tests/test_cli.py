@@ -98,8 +98,8 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["design", "--local", "--steps", "0"], "steps: Input should be greater than or equal to 1"),
     (["design", "--local", "--method", "sideways"], "method: Input should be 'bib'"),
-    (["design", "--local", "--mode", "forward"], "--mode no longer exist: pick a method with --method"),
-    (["design", "--local", "--adaptive-eta"], "--adaptive-eta no longer exist: pick a method with --method"),
+    (["design", "--local", "--mode", "forward"], "--mode: replaced by --method, one of bib, bib+eta"),
+    (["design", "--local", "--adaptive-eta"], "--adaptive-eta: replaced by --method"),
     (["design", "--local", "--method", "bdi", "--backbone", "tiny"], "method bdi runs on the NTK proxy"),
     (["design", "--local", "--seeds", "a,b"], "--seeds 'a,b'"),
     (["design", "--local", "--seeds", "1,1"], "seeds must be distinct"),
@@ -133,7 +133,7 @@ def test_yaml_config_with_flag_override(tmp_path, capsys):
     old.write_text("mode: forward\nadaptive_eta: true\n")
     capsys.readouterr()
     assert main(["design", "--config", str(old), "--out", str(out), "--quiet", "--local"]) == 2
-    assert "mode and adaptive_eta no longer exist: pick a method (--method / method:)" in capsys.readouterr().err
+    assert "mode and adaptive_eta: replaced by method (--method / method:)" in capsys.readouterr().err
 
 
 def test_parse_seeds():
