@@ -175,6 +175,21 @@ def place_bundles(bundles: list[dict[str, float]], timeout_s: float, what: str):
                     f"--cpus-per-shard, --gpus-per-shard) or add nodes")
 
 
+def _ship_copies(modules: list) -> list:
+    """Object refs of CPU copies of ``modules`` (None stays None); the caller's modules are not moved."""
+    import ray
+
+    return [ray.put(None if module is None else cpu_copy(module)) for module in modules]
+
+
+def _parts_by_seed(items: list[tuple[int, object]], parts: list, seeds: int) -> list[list]:
+    """``parts`` (one per ``(seed, payload)`` item, in item order) grouped by seed index."""
+    grouped: list[list] = [[] for _ in range(seeds)]
+    for (seed, _), part in zip(items, parts):
+        grouped[seed].append(part)
+    return grouped
+
+
 class ShardPool:
     """A pool of ProxyShard actors for one task and backbone, in one placement group."""
 
@@ -289,19 +304,15 @@ class ShardPool:
     def run_seeds(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], settings: OptimiserSettings,
                   logits: list[torch.Tensor], batch_size: int, progress: bool) -> list[TrajectoryResult]:
         """Several seeds' trajectories (``logits[i]`` with ``auxes[i]``), all their batches dispatched together."""
-        import ray
-
         from bib_ray.pipeline import merge_trajectories
 
-        proxy_ref = self._shipped_proxy(proxy)
-        aux_refs = [ray.put(None if aux is None else cpu_copy(aux)) for aux in auxes]
+        proxy_ref, aux_refs = self._shipped_proxy(proxy), _ship_copies(auxes)
         items = [(seed, batch) for seed, seed_logits in enumerate(logits) for batch in seed_logits.cpu().split(
             batch_size)]
         parts = self.map(lambda actor, item: actor.run_trajectories.remote(proxy_ref, aux_refs[item[0]], settings,
                                                                           item[1]),
                          items, progress, "trajectory batches")
-        return [merge_trajectories([part for (seed, _), part in zip(items, parts) if seed == index])
-                for index in range(len(logits))]
+        return [merge_trajectories(mine) for mine in _parts_by_seed(items, parts, len(logits))]
 
     def evolve_seeds(self, proxy: DesignProxy, start: np.ndarray, settings: EvolutionSettings, seeds: list[int],
                      designs: int, constraints: SupportConstraints, base: np.ndarray | None,
@@ -314,18 +325,12 @@ class ShardPool:
     def score(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], codes: list[np.ndarray],
               batch_size: int) -> list[dict[str, np.ndarray]]:
         """``score_codes`` of each seed's final designs ``codes[i]`` with ``auxes[i]``, on the shards."""
-        import ray
-
-        proxy_ref = self._shipped_proxy(proxy)
-        aux_refs = [ray.put(None if aux is None else cpu_copy(aux)) for aux in auxes]
+        proxy_ref, aux_refs = self._shipped_proxy(proxy), _ship_copies(auxes)
         items = [(seed, rows[start:start + batch_size]) for seed, rows in enumerate(codes)
                  for start in range(0, len(rows), batch_size)]
         parts = self.map(lambda actor, item: actor.score.remote(proxy_ref, aux_refs[item[0]], item[1]), items)
-        merged = []
-        for index in range(len(codes)):
-            mine = [part for (seed, _), part in zip(items, parts) if seed == index]
-            merged.append({key: np.concatenate([part[key] for part in mine]) for key in mine[0]})
-        return merged
+        return [{key: np.concatenate([part[key] for part in mine]) for key in mine[0]}
+                for mine in _parts_by_seed(items, parts, len(codes))]
 
     def busy_by_node(self) -> dict[str, float]:
         """Seconds of calls in flight per node (summed over the node's shards): how busy the cluster was."""
