@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
+from bib_ray.distributed.runtime import set_verbose
 from bib_ray.errors import UserError
+from bib_ray.specs import parse_seeds
 
 FlagTable = dict[str, tuple[str, type, str]]  # flag -> (settings field, type, help)
 
@@ -47,20 +51,6 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
     "--dtype": ("dtype", str, "precision of the LM weights: float32, bfloat16 or float16 (default float32)"),
 }
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' or '0-4' (inclusive) or '7' -> list of seeds."""
-    seeds: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            low, dash, high = part.partition("-")
-            seeds.extend(range(int(low), int(high) + 1) if dash else [int(part)])
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: use a list like 0,1,2 or a range like 0-4") from None
-    if not seeds:
-        raise UserError("--seeds needs at least one seed")
-    return seeds
 
 
 RAY_FLAGS: FlagTable = {  # RaySettings fields
@@ -139,22 +129,42 @@ def _print_result(summary: dict, out: Path) -> None:
     print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots{artifact})")
 
 
+def default_out_dir(config) -> Path:
+    """runs/<task>-<method>-<time>: a new folder per run."""
+    return Path("runs") / f"{config.task.replace(':', '_').replace('/', '_')}-{config.method_label()}-" \
+        f"{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def describe_task(task) -> str:
+    """One line naming the task's size and alphabet (and, for user data, whether it was detected)."""
+    length = task.x.shape[1]
+    source = task.details.get("alphabet_source")
+    how = {"detected": ", detected from the data (--alphabet to choose)", "given": ", from --alphabet"}.get(source, "")
+    return f"task {task.name}: {len(task.y)} offline sequences of length {length}; " \
+           f"alphabet {task.alphabet} ({len(task.alphabet)} letters{how})"
+
+
 def cmd_design(args: argparse.Namespace) -> int:
     from bib_ray.config import build_config
-    from bib_ray.report import write_run_directory
+    from bib_ray.report import check_run_directory, remove_run_outputs, write_run_directory
+    from bib_ray.tasks import load_task
 
     config = build_config(_design_values(args))
     settings = ray_settings(args)
-    out = Path(args.out) if args.out else Path("runs") / f"{config.task.replace(':', '_').replace('/', '_')}-" \
-        f"{config.method_label()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else default_out_dir(config)
+    check_run_directory(out, args.overwrite)
+    task = load_task(config.task, config.data_dir, config.alphabet)  # bad data fails here, before Ray or a model
+    print(describe_task(task), flush=True)
     if args.local:
         from bib_ray.pipeline import run_design
 
-        run = run_design(config, progress=not args.quiet)
+        run = run_design(config, progress=not args.quiet, task=task)
     else:
         from bib_ray.distributed.design import run_design_on_ray
 
-        run = run_design_on_ray(config, settings, progress=not args.quiet)
+        run = run_design_on_ray(config, settings, progress=not args.quiet, task=task)
+    if args.overwrite:
+        remove_run_outputs(out)
     summary = write_run_directory(run, out)
     _print_result(summary, out)
     return 0
@@ -254,6 +264,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bib_ray.bench.suite import run
+
+    return run(args, args.command_line)
+
+
 def cmd_tasks(_: argparse.Namespace) -> int:
     from bib_ray.tasks import TASKS
 
@@ -277,12 +293,18 @@ def cmd_backbones(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bib-ray", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--verbose", action="store_true", help="also show Ray's own start-up, shutdown and "
+                        "worker log lines (hidden by default; warnings and errors always show)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=functools.partial(argparse.ArgumentParser, parents=[output]))
     design = commands.add_parser("design", help="fit the proxy and design sequences")
     design.add_argument("--config", help="YAML file of design settings (flags override it)")
     add_flags(design, DESIGN_FLAGS)
     design.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
-    design.add_argument("--out", help="output directory (default runs/<task>-<method>-<time>)")
+    design.add_argument("--out", help="output directory, new or empty (default runs/<task>-<method>-<time>)")
+    design.add_argument("--overwrite", action="store_true", help="--out may hold an earlier run: its outputs "
+                        "are replaced once this run has finished")
     design.add_argument("--quiet", action="store_true", help="no progress bars")
     design.add_argument("--local", action="store_true", help="run in this process, without Ray")
     add_flags(design, RAY_FLAGS)
@@ -319,8 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--api-key-env", help="env var holding the service's API key")
     score.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     score.set_defaults(handler=cmd_score)
-    commands.add_parser("bench", add_help=False, help="the benchmark suite: method x task x seed grids on Ray "
-                        "(its own flags: bib-ray bench --help)")
+    from bib_ray.bench import suite
+
+    bench = commands.add_parser("bench", help="the benchmark suite: method x task x backbone x seed grids on Ray",
+                                description=suite.__doc__.splitlines()[0])
+    suite.add_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
     commands.add_parser("tasks", help="list the tasks").set_defaults(handler=cmd_tasks)
     commands.add_parser("backbones", help="list the LM backbones").set_defaults(handler=cmd_backbones)
     return parser
@@ -343,11 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         refuse_replaced_flags(argv)
-        if argv[:1] == ["bench"]:  # its flags are the suite's own (bib_ray.bench.suite)
-            from bib_ray.bench.suite import main as bench_main
-
-            return bench_main(argv[1:], prog="bib-ray bench")
         args = build_parser().parse_args(argv)
+        set_verbose(args.verbose)
+        args.command_line = shlex.join(["bib-ray", *argv])
         return args.handler(args)
     except UserError as error:
         print(f"bib-ray: error: {error}", file=sys.stderr)

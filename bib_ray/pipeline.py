@@ -280,10 +280,11 @@ class DesignRun:
         return pd.concat([result.designs for result in self.seeds], ignore_index=True)
 
 
-def run_design(config: DesignConfig, progress: bool = False) -> DesignRun:
-    """The whole single-process design run described by ``config``."""
+def run_design(config: DesignConfig, progress: bool = False, task: Task | None = None) -> DesignRun:
+    """The whole single-process design run described by ``config`` (on ``task`` when the caller has
+    loaded it already, else on ``config.task``)."""
     started = time.perf_counter()
-    task = load_task(config.task, config.data_dir, config.alphabet)
+    task = task if task is not None else load_task(config.task, config.data_dir, config.alphabet)
     fitted = fit_for_config(task, config, progress)
     results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
     return DesignRun(config, fitted, results, time.perf_counter() - started)

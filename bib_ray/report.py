@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from bib_ray.artifacts import save_proxy_artifact
 from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.errors import UserError
 from bib_ray.evaluation import oracle_trace
 from bib_ray.pipeline import DesignRun
 from bib_ray.plots import plot_history
@@ -124,6 +126,37 @@ def _write_fasta(table: pd.DataFrame, path: Path) -> None:
             header += f" oracle_score={oracle} oracle_status={row.oracle_status}"
         lines += [header, row.sequence]
     path.write_text("\n".join(lines) + "\n")
+
+
+RUN_OUTPUTS = ("designs.csv", "designs.fasta", "history.csv", "score_vs_step.png", "gamma_eta_vs_step.png",
+               "summary.json", "proxy")  # what write_run_directory may write; summary.json marks a run
+
+
+def check_run_directory(out: Path, overwrite: bool) -> None:
+    """UserError unless ``out`` is new, empty, or (with ``overwrite``) an earlier run's directory:
+    an earlier run's designs are never replaced silently, and a folder that is not a run is never touched."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the run's outputs")
+    if not any(out.iterdir()):
+        return
+    if not (out / "summary.json").is_file():
+        raise UserError(f"--out {out} is not empty and holds no bib-ray run (no summary.json); "
+                        "give a new or empty folder")
+    if not overwrite:
+        raise UserError(f"--out {out} holds an earlier run's designs; pass --overwrite to replace them, "
+                        "or give another folder")
+
+
+def remove_run_outputs(out: Path) -> None:
+    """Delete an earlier run's outputs (``RUN_OUTPUTS``) from ``out``; other files stay."""
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def write_run_directory(run: DesignRun, out: Path) -> dict:

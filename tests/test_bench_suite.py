@@ -49,7 +49,7 @@ def test_suite_smoke_preset_writes_csv_markdown_and_plot(shared_data_dir, local_
     readme = tmp_path / "README.md"
     readme.write_text("# r\n<!-- suite:smoke -->\nold table\n<!-- /suite:smoke -->\ntail\n")
     assert main(["--preset", "smoke", "--data-dir", str(shared_data_dir), "--out", str(out), "--quiet",
-                 "--readme", str(readme)]) == 0
+                 "--doc", str(readme)]) == 0
     frame = pd.read_csv(out / "suite.csv")
     assert set(frame.method) == set(METHODS) and set(frame.task) == {"tfbind8", "pab1"}
     assert len(frame) == 2 * len(METHODS)
@@ -65,6 +65,8 @@ def test_suite_smoke_preset_writes_csv_markdown_and_plot(shared_data_dir, local_
     updated = readme.read_text()
     assert "old table" not in updated and text.strip() in updated and updated.endswith("tail\n")
     assert (out / "suite.png").stat().st_size > 10_000
+    assert "](figures/suite-smoke.png)" in updated and (tmp_path / "figures" / "suite-smoke.png").is_file()
+    assert frame.offline_best.notna().all()
 
 
 def test_suite_rejects_unknown_methods(local_ray):
@@ -82,14 +84,14 @@ def test_task_lists_keep_option_commas_with_their_task():
     assert split_task_list("ehrlich,ehrlich:states=8") == ["ehrlich", "ehrlich:states=8"]
 
 
-def test_readme_block_must_exist(tmp_path):
-    from bib_ray.bench.suite import update_readme
+def test_doc_block_must_exist(tmp_path):
+    from bib_ray.bench.suite import update_doc
     from bib_ray.errors import UserError
 
-    readme = tmp_path / "README.md"
-    readme.write_text("no markers here\n")
+    doc = tmp_path / "results.md"
+    doc.write_text("no markers here\n")
     with pytest.raises(UserError, match="suite:dna"):
-        update_readme(readme, "dna", "table")
+        update_doc(doc, "dna", "table")
 
 
 def test_suite_writes_rows_as_they_finish_and_resumes_a_cut_off_run(shared_data_dir, local_ray, tmp_path,
@@ -112,12 +114,19 @@ def test_suite_writes_rows_as_they_finish_and_resumes_a_cut_off_run(shared_data_
     assert len(written) == 4 and list(written.columns) == suite.ROW_COLUMNS  # every finished row is on disk
     kept = written[~((written.method == "bib") & (written.seed == 1))]
     kept.to_csv(out / "suite.csv", index=False)
+    kept_text = pd.read_csv(out / "suite.csv", dtype=str).sort_values(["method", "seed"], ignore_index=True)
 
-    assert suite.main(flags + ["--resume"]) == 0
-    resumed = pd.read_csv(out / "suite.csv")
+    ran = []
+    with monkeypatch.context() as patch:
+        run_suite = suite.run_suite
+        patch.setattr(suite, "run_suite", lambda *a, **k: ran.append(k["skip"]) or run_suite(*a, **k))
+        assert suite.main(flags + ["--resume"]) == 0
+    kept_cells = {("tfbind8", "onehot", method, seed) for method, seed in [("bib", 0), ("evolution", 0), ("evolution", 1)]}
+    assert ran == [frozenset(kept_cells)]  # only the missing cell ran
+    resumed = pd.read_csv(out / "suite.csv", dtype=str)
     assert len(resumed) == 4 and list(resumed.method) == ["bib", "bib", "evolution", "evolution"]
-    merged = resumed.merge(kept, on=["method", "seed"], suffixes=("", "_kept"))
-    assert len(merged) == 3 and (merged.seconds == merged.seconds_kept).all()  # kept rows were not rerun
+    rerun = (resumed.method == "bib") & (resumed.seed == "1")
+    pd.testing.assert_frame_equal(resumed[~rerun].sort_values(["method", "seed"], ignore_index=True), kept_text)
     assert "3 earlier rows kept" in (out / "suite.md").read_text()
 
     with pytest.raises(UserError, match="outside this grid"):
@@ -148,4 +157,4 @@ def test_a_readme_without_the_block_is_refused_before_any_cell_runs(tmp_path, mo
     readme = tmp_path / "README.md"
     readme.write_text("<!-- suite:dna -->\n<!-- /suite:dna -->\n")
     with pytest.raises(UserError, match="suite:smoke"):
-        suite.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "--readme", str(readme), "--quiet"])
+        suite.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "--doc", str(readme), "--quiet"])

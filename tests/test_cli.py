@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from bib_ray.artifacts import load_proxy_artifact
-from bib_ray.cli import main, parse_seeds
+from bib_ray.cli import main
+from bib_ray.specs import parse_seeds
 from bib_ray.errors import UserError
 from conftest import ensure_local_ray
 
@@ -149,3 +150,34 @@ def test_module_entry_point_default_job_and_listing(tmp_path):
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr
     assert "task ehrlich" in run.stdout and "closed-form oracle" in run.stdout
+    for chatter in ("Token authentication is enabled", "Started a local Ray instance"):  # quiet by default ...
+        assert chatter not in run.stderr, run.stderr
+    assert (tmp_path / ".ray" / "auth_token").is_file()  # ... and Ray still generated its token: auth is on
+
+
+def test_a_second_design_into_the_same_out_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["design", "--task", "ehrlich:states=6,length=12,motifs=1,motif_length=3,offline=200", "--steps", "2",
+             "--designs", "4", "--aux-epochs", "1", "--local", "--quiet", "--out", str(out)]
+    assert main(flags) == 0
+    first = (out / "designs.csv").read_bytes()
+    capsys.readouterr()
+    assert main(flags + ["--seeds", "1"]) == 2
+    assert "holds an earlier run's designs; pass --overwrite" in capsys.readouterr().err
+    assert (out / "designs.csv").read_bytes() == first
+    assert main(flags + ["--seeds", "1", "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["seeds"] == [1]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "lab.txt").write_text("keep me")
+    assert main(flags[:-1] + [str(other), "--overwrite"]) == 2
+    assert "holds no bib-ray run" in capsys.readouterr().err and (other / "lab.txt").read_text() == "keep me"
+
+
+def test_bench_is_a_subcommand_and_the_suite_does_not_import_the_cli(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0 and "--preset" in capsys.readouterr().out
+    probe = subprocess.run([sys.executable, "-c", "import sys, bib_ray.bench.suite; print('bib_ray.cli' in sys.modules)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "False", probe.stderr

@@ -1,6 +1,8 @@
 """Ray layer: sharded fitting, adding rows, parallel trajectories equal to one process, actor failure."""
 
-import threading
+import copy
+import os
+import sys
 import time
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 import torch
 
 from bib_ray.config import RaySettings, build_config
+from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.distributed.design import add_rows, fit_proxy_on_shards, run_design_on_ray
 from bib_ray.distributed.shards import ShardPool, ShardResources
@@ -78,27 +81,41 @@ def test_parallel_trajectories_equal_single_process(task, pool):
     np.testing.assert_allclose(parallel.history["gamma"], single.history["gamma"], rtol=1e-5, atol=1e-7)
 
 
-def test_killed_shard_is_restarted_and_the_run_is_unchanged(task, pool):
+class DiesOnceMidBatch(AuxiliaryEnsemble):
+    """An aux ensemble whose first use in any process kills that process (``os._exit``): a shard dies
+    while its batch is running, never before it starts or after it ends. ``marker`` makes it happen once."""
+
+    marker: str
+
+    def mean(self, phi: torch.Tensor) -> torch.Tensor:
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return super().mean(phi)
+        os._exit(1)
+
+
+def test_killed_shard_is_restarted_and_the_run_is_unchanged(task, pool, tmp_path):
     import ray
 
-    config = build_config(dict(task="tfbind8-r", method="bib", steps=150, designs=16, aux_epochs=1))
+    config = build_config(dict(task="tfbind8-r", method="bib", steps=20, designs=16, aux_epochs=1))
     fitted = fit_proxy(task, "tiny")
     aux, _ = train_aux(fitted, config.aux_settings(), 0)
     logits = initial_logits(task, 16, 3, 0.1)
     settings = config.optimiser_settings()
     undisturbed = pool.run_trajectories(fitted.proxy, aux, settings, logits, 4, False)
-    victim = pool.actors[0]
-    pid_before = ray.get(victim.where.remote())["pid"]
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(
-        result=pool.run_trajectories(fitted.proxy, aux, settings, logits, 4, False)))
-    worker.start()
-    time.sleep(1.5)  # both shards are busy with their first batch
-    ray.kill(victim, no_restart=False)
-    worker.join(timeout=180)
-    assert not worker.is_alive()
-    np.testing.assert_array_equal(outcome["result"].final_codes, undisturbed.final_codes)
-    assert ray.get(victim.where.remote())["pid"] != pid_before, "the shard was restarted"
+    pids_before = [info["pid"] for info in ray.get([actor.where.remote() for actor in pool.actors])]
+    dying = copy.copy(aux)
+    dying.__class__, dying.marker = DiesOnceMidBatch, str(tmp_path / "died")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the shards cannot import this test module
+    try:
+        result = pool.run_trajectories(fitted.proxy, dying, settings, logits, 4, False)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert (tmp_path / "died").exists(), "a shard died mid-batch"
+    np.testing.assert_array_equal(result.final_codes, undisturbed.final_codes)
+    pids_after = [info["pid"] for info in ray.get([actor.where.remote() for actor in pool.actors])]
+    assert sum(a != b for a, b in zip(pids_before, pids_after)) == 1, "exactly the dead shard was restarted"
 
 
 def test_design_run_on_ray_equals_local_run(shared_data_dir):

@@ -3,7 +3,7 @@
     bib-ray bench --data-dir ../shared/data --tasks tfbind8,tfbind8-r --backbones tiny --seeds 0-4 \
         --out runs/bench                      (or: python -m bib_ray.bench.suite ...)
     bib-ray bench --preset smoke --data-dir ../shared/data --out /tmp/smoke   # CI
-    bib-ray bench --preset dna --data-dir ../shared/data --readme README.md   # the README's tables
+    bib-ray bench --preset dna --data-dir ../shared/data --doc docs/results.md   # the results tables
 
 Each (task, backbone) embeds its offline set once in a Ray task; the fitted proxy goes to the
 object store and every (method, seed) cell runs as its own Ray task (1 CPU) on it, through the
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,10 +29,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bib_ray.cli import parse_seeds
 from bib_ray.core.methods import METHOD_NAMES as METHODS
 from bib_ray.core.methods import NTK_BACKBONE as NTK_GROUP  # backbone column of bdi rows: NTK proxy, one-hot inputs
 from bib_ray.errors import UserError
+from bib_ray.specs import parse_seeds
 
 EHRLICH_SETTINGS = "ehrlich,ehrlich:length=64,motifs=4"  # (L 32, 2 motifs) and (L 64, 4 motifs), 20 states
 ALL_METHODS = ",".join(METHODS)
@@ -93,15 +95,16 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
     final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
             "p100": summary["p100"], "p50": summary["p50"], "p100_scored": summary["p100_scored"],
-            "p50_scored": summary["p50_scored"], "scored": summary["ok"],
+            "p50_scored": summary["p50_scored"], "offline_best": summary["offline_best"], "scored": summary["ok"],
             "unknown": summary["unknown"], "infeasible": summary["infeasible"], "designs": len(final),
             "unique_designs": int(len(np.unique(final, axis=0))), "oracle_kind": task.oracle_kind.value,
             "seconds": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
-ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "p100_scored", "p50_scored", "scored", "unknown",
-               "infeasible", "designs", "unique_designs", "oracle_kind", "seconds",
+ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "p100_scored", "p50_scored", "offline_best",
+               "scored", "unknown", "infeasible", "designs", "unique_designs", "oracle_kind", "seconds",
                "worker_pid"]  # run_cell's row, the CSV's columns
+ADDED_COLUMNS = ("offline_best",)  # absent from CSVs of older suites, which --resume still reads
 
 
 def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
@@ -167,6 +170,9 @@ def finished_cells(path: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=ROW_COLUMNS)
     frame = pd.read_csv(path)
+    for column in ADDED_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan
     missing = sorted(set(ROW_COLUMNS) - set(frame.columns))
     if missing:
         raise UserError(f"{path}: not a suite CSV (no columns {missing}); remove it or pick another --out")
@@ -194,20 +200,32 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def plot(frame: pd.DataFrame, path: Path) -> Path:
-    """Bar chart of the mean normalised 100th percentile (error bar: std over seeds), one panel per task."""
+    """One panel per task: each (backbone, method)'s mean normalised 100th and 50th percentiles over all
+    designs (error bars: std over seeds), and the best offline score as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(frame.task))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        stats = frame[frame.task == task].groupby(["backbone", "method"], sort=False).p100.agg(["mean", "std"])
-        labels = [f"{b}\n{m}" for b, m in stats.index]
-        ax.bar(range(len(stats)), stats["mean"].fillna(0), yerr=stats["std"].fillna(0), capsize=3)
-        ax.set_xticks(range(len(stats)), labels, rotation=90, fontsize="x-small")
-        ax.set(title=task, ylabel="normalised 100th percentile")
+    columns = min(len(tasks), 3)
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        rows_of_task = frame[frame.task == task]
+        stats = rows_of_task.groupby(["backbone", "method"], sort=False)[["p100", "p50"]].agg(["mean", "std"])
+        positions = np.arange(len(stats))
+        for offset, (column, colour) in zip((-0.2, 0.2), (("p100", "tab:blue"), ("p50", "tab:orange"))):
+            ax.bar(positions + offset, stats[(column, "mean")].fillna(0), width=0.4, color=colour,
+                   yerr=stats[(column, "std")].fillna(0), capsize=2, label=f"{column[1:]}th percentile")
+        best = rows_of_task.offline_best.dropna()
+        if len(best):
+            ax.axhline(best.iloc[0], color="black", linestyle="--", linewidth=1, label="best offline")
+        ax.set_xticks(positions, [f"{b}\n{m}" for b, m in stats.index], rotation=90, fontsize="x-small")
+        ax.set(title=task, ylabel="normalised score (all designs)")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize="x-small", loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -229,7 +247,7 @@ def worker_table(frame: pd.DataFrame, fits: dict[str, dict], wall_seconds: float
     return "\n".join(lines)
 
 
-def readme_block(path: Path, name: str) -> tuple[str, str]:
+def doc_block(path: Path, name: str) -> tuple[str, str]:
     """The text of ``path`` before ``<!-- suite:NAME -->`` and after ``<!-- /suite:NAME -->`` (exactly one each)."""
     begin, end = f"<!-- suite:{name} -->", f"<!-- /suite:{name} -->"
     try:
@@ -242,14 +260,14 @@ def readme_block(path: Path, name: str) -> tuple[str, str]:
     return head, rest.split(end, 1)[1]
 
 
-def update_readme(path: Path, name: str, text: str) -> None:
+def update_doc(path: Path, name: str, text: str) -> None:
     """Replace what lies between ``<!-- suite:NAME -->`` and ``<!-- /suite:NAME -->`` in ``path``."""
-    head, tail = readme_block(path, name)
+    head, tail = doc_block(path, name)
     path.write_text(f"{head}<!-- suite:{name} -->\n{text.strip()}\n<!-- /suite:{name} -->{tail}")
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The suite's flags (``bib-ray bench`` and ``python -m bib_ray.bench.suite``)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (flags given override it)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--tasks")
@@ -263,20 +281,24 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="designs use only letters the offline data shows at each position")
     parser.add_argument("--address", help="Ray cluster (default $RAY_ADDRESS, else embedded local Ray)")
     parser.add_argument("--out", default="runs/bench", help="directory for suite.csv, suite.md, suite.png")
-    parser.add_argument("--readme", type=Path, help="also write the table into this file's "
-                        "<!-- suite:PRESET --> block (PRESET: the preset's name, else 'custom')")
+    parser.add_argument("--doc", type=Path, help="also write the table into this markdown file's "
+                        "<!-- suite:PRESET --> block (PRESET: the preset's name, else 'custom'), "
+                        "e.g. docs/results.md")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in OUT/suite.csv (rows are "
                         "written there as they finish) and run only the missing cells; give the same grid")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """Run the grid ``args`` names; ``command`` is the command line quoted in the report as the way to reproduce it."""
     values = {**PRESET_DEFAULTS, **PRESETS[args.preset or "dna"]}
     values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
     tasks, backbones, methods = split_task_list(values["tasks"]), values["backbones"].split(","), \
         values["methods"].split(",")
     seeds = parse_seeds(str(values["seeds"]))
-    plan = grid(backbones, methods)  # bad names and a README without the block fail before Ray starts
-    if args.readme is not None:
-        readme_block(args.readme, args.preset or "custom")
+    plan = grid(backbones, methods)  # bad names and a doc without the block fail before Ray starts
+    if args.doc is not None:
+        doc_block(args.doc, args.preset or "custom")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "suite.csv"
@@ -305,19 +327,30 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     workers = worker_table(new_rows, fits, wall)
     if len(earlier):
         workers += f"\n  ({len(earlier)} earlier rows kept from {csv_path}; the times above are this run's)"
-    command = f"{prog or 'python -m bib_ray.bench.suite'} " + " ".join(argv if argv is not None else sys.argv[1:])
     restricted = ", observed letters only" if values["observed_letters_only"] else ""
     report = (f"{table}\n\n```\n{workers}\n```\n\n{values['steps']} steps, {values['designs']} designs"
               f"{restricted}, on {where}; reproduce: `{command}`\n")
     (out / "suite.md").write_text(report)
-    if args.readme is not None:
-        update_readme(args.readme, args.preset or "custom", report)
     plot(frame, out / "suite.png")
+    if args.doc is not None:
+        name = args.preset or "custom"
+        figure = Path("figures") / f"suite-{name}.png"  # beside the doc, linked from its block
+        (args.doc.parent / figure).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "suite.png", args.doc.parent / figure)
+        update_doc(args.doc, name, f"![{name}: normalised 100th and 50th percentiles by method]({figure})\n\n{report}")
     print(f"\n{table}\n\n{workers}")
     for group, timings in fits.items():
         print(f"  fit {group}: embed {timings['embed_offline_s']:.1f} s, solve {timings['solve_proxy_s']:.1f} s")
     print(f"written: {out / 'suite.csv'}, {out / 'suite.md'}, {out / 'suite.png'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bib_ray.bench.suite ARGS``: the same as ``bib-ray bench ARGS``."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bib_ray.bench.suite", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv), shlex.join(["python", "-m", "bib_ray.bench.suite", *argv]))
 
 
 if __name__ == "__main__":

@@ -108,20 +108,22 @@ def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPo
     return results
 
 
-def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: bool = False) -> DesignRun:
+def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: bool = False,
+                      task: Task | None = None) -> DesignRun:
     """The whole design run with the LM work on Ray shard actors; on the NTK proxy (no LM), the
-    single-process ``run_design`` as one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU."""
+    single-process ``run_design`` as one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU.
+    The task is loaded here, on the driver (unless given), and shipped: workers need no data files."""
     started = time.perf_counter()
+    task = task if task is not None else load_task(config.task, config.data_dir, config.alphabet)
     where = connect(settings.address)
     if config.uses_ntk_proxy:
         import ray
 
         run = ray.get(ray.remote(num_cpus=settings.cpus_per_shard, num_gpus=0, max_retries=settings.max_restarts)(
-            run_design).remote(config))
+            run_design).remote(config, False, task))
         run.fitted.timings["ray"] = where
         run.total_s = time.perf_counter() - started
         return run
-    task = load_task(config.task, config.data_dir, config.alphabet)
     pool = ShardPool(config.backbone, task, shard_resources(settings), config.embed_batch_size, config.dtype)
     try:
         fitted = fit_proxy_on_shards(task, config, pool, progress)

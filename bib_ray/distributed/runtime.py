@@ -1,10 +1,38 @@
-"""Connecting to Ray: an existing cluster (--address / $RAY_ADDRESS) or an embedded local one."""
+"""Connecting to Ray: an existing cluster (--address / $RAY_ADDRESS) or an embedded local one.
+
+Quiet by default: Ray's own start-up and shutdown chatter (INFO lines, Serve's driver-side
+notices) is hidden unless ``set_verbose(True)`` (the CLI's ``--verbose``); warnings and errors
+always show, except Ray's notice that token authentication is on: authentication itself stays on
+(Ray's default for a local start; ``RAY_AUTH_MODE=disabled`` is the user's call, never ours).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from bib_ray.errors import UserError
+
+QUIET_LOGGERS = ("ray", "ray.serve", "ray.tune", "ray.train", "ray.data")  # INFO chatter at the default level
+AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+AUTH_NOTICE = "Token authentication is enabled for this Ray cluster"  # printed on every local start
+_verbose = False
+
+
+def _hide_auth_notice(record: logging.LogRecord) -> bool:
+    return _verbose or not record.getMessage().startswith(AUTH_NOTICE)
+
+
+logging.getLogger(AUTH_NOTICE_LOGGER).addFilter(_hide_auth_notice)
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show (True) or hide (False, the default) Ray's INFO-level chatter in this process."""
+    global _verbose
+    _verbose = verbose
+    level = logging.INFO if verbose else logging.WARNING
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -15,13 +43,16 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         return "already connected"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     target = address or os.environ.get("RAY_ADDRESS") or None
+    level = logging.INFO if _verbose else logging.WARNING
     try:
         if target:
-            ray.init(address=target, log_to_driver=False)
+            ray.init(address=target, log_to_driver=_verbose, logging_level=level)
             return f"Ray cluster at {target}"
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=_verbose, logging_level=level)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"cannot start or reach Ray ({target or 'local'}): {error}") from None
+    finally:
+        set_verbose(_verbose)  # ray.init re-levels its logger
     return f"embedded local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
 
 
