@@ -7,17 +7,23 @@ import numpy as np
 from bib_ray.errors import UserError
 
 DNA = "ACGT"
+RNA = "ACGU"
 PROTEIN = "ACDEFGHIKLMNPQRSTVWY"
 
-NAMED_ALPHABETS = {"dna": DNA, "protein": PROTEIN}
+NAMED_ALPHABETS = {"dna": DNA, "rna": RNA, "protein": PROTEIN}
 
 
 def resolve_alphabet(name_or_letters: str) -> str:
-    """Map 'dna' / 'protein' to their letters; otherwise take the string as the letters themselves."""
+    """Map 'dna' / 'rna' / 'protein' to their letters; otherwise take the string as the letters themselves."""
     letters = NAMED_ALPHABETS.get(name_or_letters.lower(), name_or_letters)
     if len(set(letters)) != len(letters) or len(letters) < 2:
-        raise UserError(f"alphabet {name_or_letters!r} must be 'dna', 'protein' or >= 2 distinct letters")
+        raise UserError(f"alphabet {name_or_letters!r} must be 'dna', 'rna', 'protein' or >= 2 distinct letters")
     return letters
+
+
+def alphabet_name(letters: str) -> str:
+    """'dna', 'rna' or 'protein' for those alphabets' letters (in their order), else the letters themselves."""
+    return next((name for name, named in NAMED_ALPHABETS.items() if named == letters), letters)
 
 
 def encode(sequences: list[str], alphabet: str) -> np.ndarray:

@@ -6,18 +6,28 @@ fitness, label or value); FASTA: the score is the last number of each header
 (CSV: 1-based data row and file line; FASTA: record number and name): mixed lengths,
 letters outside the alphabet, missing or non-numeric scores, and duplicate sequences with
 conflicting scores. Exact duplicates (same sequence, same score) are merged and counted.
+
+Files must be UTF-8 text (a byte-order mark is fine); empty, binary (compressed, images, NUL
+bytes) and otherwise-encoded files are refused with what to do about them. Without
+``alphabet`` the letters are detected (``detect_alphabet``): DNA, RNA, or protein -- but data
+that is nearly all nucleotides with a few odd rows is refused rather than read as protein.
+``Task.details`` records the choice ("alphabet", "alphabet_source"); ``describe_alphabet``
+words it in one line.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bib_ray.alphabets import DNA, PROTEIN, encode, resolve_alphabet
+from bib_ray.alphabets import DNA, NAMED_ALPHABETS, PROTEIN, RNA, alphabet_name, encode, resolve_alphabet
 from bib_ray.errors import UserError
 from bib_ray.tasks.base import Task
 
@@ -26,6 +36,66 @@ SCORE_COLUMNS = ("score", "y", "fitness", "label", "value")
 FASTA_SUFFIXES = {".fasta", ".fa", ".fna", ".faa", ".fas"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
 _HEADER_SCORE = re.compile(r"(?:score=|\|)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN)\s*$")
+TABLE_CONTENT = "a header row naming the columns (e.g. 'sequence,score') and one row per sequence"
+FASTA_CONTENT = "records of a '>name score=1.5' header line followed by the sequence"
+SAVE_AS_UTF8 = "save it as UTF-8 text"
+# (leading bytes, what the file is, what to do): files that are not text, recognised by their first bytes
+_SIGNATURES = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?)", "unzip it, or export the sheet as CSV (UTF-8)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-style Excel/Office file", "export the sheet as CSV (UTF-8)"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd)"),
+    (b"\x89PNG", "a PNG image", "give the data file instead"),
+    (b"\xff\xd8\xff", "a JPEG image", "give the data file instead"),
+    (b"%PDF", "a PDF document", "give the data file instead"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text", SAVE_AS_UTF8),
+    (b"\x00\x00\xfe\xff", "UTF-32 text", SAVE_AS_UTF8),
+    (b"\xff\xfe", "UTF-16 text", SAVE_AS_UTF8),
+    (b"\xfe\xff", "UTF-16 text", SAVE_AS_UTF8),
+)
+
+
+def _read_text(path: Path, table: bool) -> str:
+    """The file as text: UTF-8 (an initial byte-order mark is dropped), not empty, not binary.
+
+    ``table``: a CSV/TSV, else FASTA (for what the messages say the file should hold)."""
+    content = TABLE_CONTENT if table else FASTA_CONTENT
+    save = SAVE_AS_UTF8 + (" (in Excel: 'CSV UTF-8')" if table else "")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{path}: cannot read: {error.strerror or error}") from None
+    if not data:
+        raise UserError(f"{path}: the file is empty (0 bytes); it needs {content}")
+    for signature, kind, action in _SIGNATURES:
+        if data.startswith(signature) and (signature != b"BZh" or data[3:4].isdigit()):
+            raise UserError(f"{path}: the file is {kind}, not UTF-8 text; "
+                            f"{save if action == SAVE_AS_UTF8 else action}")
+    if b"\x00" in data:
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        raise UserError(f"{path}: line {line} has a NUL byte: the file is binary (or UTF-16/UTF-32 text), "
+                        f"not UTF-8 text; {save}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserError(f"{path}: line {line}: byte 0x{data[error.start]:02x} is not UTF-8: the file is in another "
+                        f"encoding (Latin-1 or Windows-1252?) or binary; {save}") from None
+    if not text.strip():
+        raise UserError(f"{path}: the file holds only whitespace; it needs {content}")
+    return text
+
+
+def _looks_like_data(cell: str) -> bool:
+    """Whether a header cell is more likely a value than a column name: a number or a run of nucleotides."""
+    cell = cell.strip()
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return re.fullmatch(r"[ACGTUN]{4,}", cell) is not None
 
 
 def _pick_column(columns: list[str], wanted: tuple[str, ...], given: str | None, what: str, path: Path) -> str:
@@ -37,6 +107,11 @@ def _pick_column(columns: list[str], wanted: tuple[str, ...], given: str | None,
     for name in wanted:
         if name in lowered:
             return lowered[name]
+    if any(_looks_like_data(column) for column in columns):
+        raise UserError(f"{path}: no {what} column: the first line {columns} looks like data, not a header; "
+                        f"the file needs a header row naming the columns, with the sequence column one of "
+                        f"{list(SEQUENCE_COLUMNS)} and the score column one of {list(SCORE_COLUMNS)} "
+                        f"(e.g. 'sequence,score')")
     raise UserError(f"{path}: no {what} column; expected one of {list(wanted)} (columns: {columns})")
 
 
@@ -46,30 +121,32 @@ def _read_table(path: Path, sequence_column: str | None, score_column: str | Non
     columns = [str(c) for c in frame.columns]
     seq_col = _pick_column(columns, SEQUENCE_COLUMNS, sequence_column, "sequence", path)
     score_col = _pick_column(columns, SCORE_COLUMNS, score_column, "score", path)
+    _require_data_rows(frame, path)
     return [(f"row {i + 1} (line {i + 2})", str(s), v)
             for i, (s, v) in enumerate(zip(frame[seq_col], frame[score_col]))]
+
+
+def _require_data_rows(frame: pd.DataFrame, path: Path) -> None:
+    if frame.empty:
+        raise UserError(f"{path}: no sequences found: the header row ({','.join(map(str, frame.columns))}) "
+                        "has no data rows under it; add one row per sequence")
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
     """All cells as text; ',' for .csv, tab for .tsv, sniffed otherwise (sniffing misreads one-column files)."""
     separator = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
+    text = _read_text(path, table=True)
     try:
-        return pd.read_csv(path, sep=separator, engine="python", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, csv_error()) as error:
+        return pd.read_csv(io.StringIO(text), sep=separator, engine="python", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as error:
         raise UserError(f"{path}: cannot parse as CSV/TSV: {error}") from None
-
-
-def csv_error() -> type[Exception]:
-    import csv
-
-    return csv.Error
 
 
 def _fasta_records(path: Path) -> list[tuple[str, str]]:
     """(header, sequence) per FASTA record; multi-line sequences are joined."""
     records: list[tuple[str, str]] = []
     header, chunks = None, []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(_read_text(path, table=False).splitlines(), start=1):
         line = line.strip()
         if line.startswith(">"):
             if header is not None:
@@ -101,14 +178,19 @@ def read_sequences(path: str | Path, sequence_column: str | None = None) -> list
     if not path.is_file():
         raise UserError(f"sequence file {path} does not exist")
     if path.suffix.lower() in FASTA_SUFFIXES:
-        sequences = [sequence for _, sequence in _fasta_records(path)]
+        labelled = [(f"record {number} ({header.split()[0] if header.split() else 'unnamed'})", sequence)
+                    for number, (header, sequence) in enumerate(_fasta_records(path), start=1)]
     else:
         frame = _read_frame(path)
         column = _pick_column([str(c) for c in frame.columns], SEQUENCE_COLUMNS, sequence_column, "sequence", path)
-        sequences = frame[column].tolist()
-    if not sequences:
+        _require_data_rows(frame, path)
+        labelled = [(f"row {i + 1} (line {i + 2})", sequence) for i, sequence in enumerate(frame[column].tolist())]
+    if not labelled:
         raise UserError(f"{path} holds no sequences")
-    return sequences
+    for label, sequence in labelled:
+        if not sequence.strip():
+            raise UserError(f"{path}: {label}: empty sequence")
+    return [sequence for _, sequence in labelled]
 
 
 def _parse_score(label: str, raw: object, path: Path) -> float:
@@ -121,9 +203,59 @@ def _parse_score(label: str, raw: object, path: Path) -> float:
     return value
 
 
-def _detect_alphabet(sequences: list[str]) -> str:
-    """DNA when every letter is A/C/G/T, else the 20 amino acids (other letters are reported per row)."""
-    return DNA if set("".join(sequences)) <= set(DNA) else PROTEIN
+NUCLEOTIDES = set(DNA) | set(RNA)
+NEAR_NUCLEOTIDE_LETTERS = 0.95  # share of all letters in ACGTU from which odd rows are refused ...
+NEAR_NUCLEOTIDE_ROWS = 0.90  # ... or share of rows that are all ACGTU
+_ROWS_NAMED = 5  # rows a refusal names
+
+
+def detect_alphabet(sequences: list[str], labels: list[str], path: Path) -> str:
+    """The letters of upper-case ``sequences``: DNA when every letter is A/C/G/T, RNA when every letter is
+    A/C/G/U, else the 20 amino acids, whose stray letters ``load_user_task`` reports per row.
+
+    Nearly-nucleotide data -- at least ``NEAR_NUCLEOTIDE_LETTERS`` of all letters, or at least
+    ``NEAR_NUCLEOTIDE_ROWS`` of the rows wholly, in A/C/G/T/U -- with other letters somewhere is a
+    UserError naming those rows (``labels``): a typo or an N would otherwise make a DNA file a
+    20-letter protein task. Real protein is ~22% A/C/G/T and almost never has such rows.
+    """
+    letters = set("".join(sequences))
+    if letters <= set(DNA):
+        return DNA
+    if letters <= set(RNA):
+        return RNA
+    nucleotide_letters = sum(sum(seq.count(n) for n in NUCLEOTIDES) for seq in sequences)
+    total_letters = sum(len(seq) for seq in sequences)
+    nucleotide_rows = sum(set(seq) <= NUCLEOTIDES for seq in sequences)
+    if nucleotide_letters < NEAR_NUCLEOTIDE_LETTERS * total_letters \
+            and nucleotide_rows < NEAR_NUCLEOTIDE_ROWS * len(sequences):
+        return PROTEIN
+    counts = {n: sum(seq.count(n) for seq in sequences) for n in "TU"}
+    target, name = (RNA, "RNA") if counts["U"] > counts["T"] else (DNA, "DNA")
+    odd = [(label, sorted(set(seq) - set(target))) for label, seq in zip(labels, sequences)
+           if not set(seq) <= set(target)]
+    named = "; ".join(f"{label} has {bad}" for label, bad in odd[:_ROWS_NAMED])
+    more = f" and {len(odd) - _ROWS_NAMED} more" if len(odd) > _ROWS_NAMED else ""
+    extra = "".join(sorted(letters - set(target)))
+    choices = f"--alphabet {target}{extra} ({name} plus {', '.join(extra)})"
+    if letters <= set(PROTEIN):
+        choices = f"--alphabet protein if the file really is protein, or {choices}"
+    verb = "has" if len(odd) == 1 else "have"
+    raise UserError(f"{path}: the data looks like {name} ({nucleotide_letters / total_letters:.1%} of the letters "
+                    f"are nucleotides) but {len(odd)} of {len(sequences)} rows {verb} other letters: {named}{more}; "
+                    f"fix those rows, or choose the alphabet: {choices}")
+
+
+def describe_alphabet(task: Task | Mapping) -> str:
+    """One line on a task's alphabet and how it was chosen, e.g.
+    "alphabet dna (ACGT), detected from the data"; ``task`` is a Task or its ``details``."""
+    details = task.details if isinstance(task, Task) else task
+    letters = task.alphabet if isinstance(task, Task) else None
+    name = details.get("alphabet") or (alphabet_name(letters) if letters else "unknown")
+    letters = letters or NAMED_ALPHABETS.get(name, name)
+    shown = f"{name} ({letters})" if name != letters else letters
+    source = {"detected": "detected from the data", "given": "given (--alphabet)"}.get(
+        details.get("alphabet_source"), "set by the task")
+    return f"alphabet {shown}, {source}"
 
 
 def load_user_task(path: str | Path, alphabet: str | None = None, sequence_column: str | None = None,
@@ -150,7 +282,8 @@ def load_user_task(path: str | Path, alphabet: str | None = None, sequence_colum
         if len(seq) != first_length:
             raise UserError(f"{path}: {label}: length {len(seq)} differs from the first row's {first_length}; "
                             "all sequences must have one length")
-    letters = resolve_alphabet(alphabet) if alphabet else _detect_alphabet(sequences)
+    labels = [label for label, _, _ in rows]
+    letters = resolve_alphabet(alphabet) if alphabet else detect_alphabet(sequences, labels, path)
     allowed = set(letters)
     for (label, _, _), seq in zip(rows, sequences):
         bad = sorted(set(seq) - allowed)
@@ -173,4 +306,5 @@ def load_user_task(path: str | Path, alphabet: str | None = None, sequence_colum
                 y=np.array([scores[i] for i in keep]),
                 description=f"user data from {path} (no ground-truth oracle)",
                 details={"path": str(path.resolve()), "rows": len(rows),
-                         "merged_exact_duplicates": len(rows) - len(keep)})
+                         "merged_exact_duplicates": len(rows) - len(keep), "alphabet": alphabet_name(letters),
+                         "alphabet_source": "given" if alphabet else "detected"})
