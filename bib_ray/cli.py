@@ -19,7 +19,7 @@ FlagTable = dict[str, tuple[str, type, str]]  # flag -> (settings field, type, h
 DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--task": ("task", str, "task spec, e.g. ehrlich, tfbind8, tfbind8-r, gb1, user:my.csv (default ehrlich)"),
     "--data-dir": ("data_dir", str, "directory with task data files (default $BIB_RAY_DATA)"),
-    "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, protein or the letters"),
+    "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, rna, protein or the letters (default: detected)"),
     "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH, or ntk: the NTK "
                    "proxy on one-hot features (default tiny)"),
     "--method": ("method", str, "bib (default), bib+eta, bidirectional, forward, forward+eta, backward, evolution "
@@ -136,12 +136,12 @@ def default_out_dir(config) -> Path:
 
 
 def describe_task(task) -> str:
-    """One line naming the task's size and alphabet (and, for user data, whether it was detected)."""
-    length = task.x.shape[1]
-    source = task.details.get("alphabet_source")
-    how = {"detected": ", detected from the data (--alphabet to choose)", "given": ", from --alphabet"}.get(source, "")
-    return f"task {task.name}: {len(task.y)} offline sequences of length {length}; " \
-           f"alphabet {task.alphabet} ({len(task.alphabet)} letters{how})"
+    """One line naming the task's size and alphabet, and whether the alphabet was detected or given."""
+    from bib_ray.tasks.user_data import describe_alphabet
+
+    hint = " (--alphabet to choose)" if task.details.get("alphabet_source") == "detected" else ""
+    return f"task {task.name}: {len(task.y)} offline sequences of length {task.x.shape[1]}; " \
+           f"{describe_alphabet(task)}{hint}"
 
 
 def cmd_design(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ class DesignConfig(BaseModel):
 
     task: str = Field("ehrlich", description="task spec (see `bib-ray tasks`)")
     data_dir: str | None = Field(None, description="task data directory (else $BIB_RAY_DATA)")
-    alphabet: str | None = Field(None, description="alphabet of a user data file: dna, protein or letters")
+    alphabet: str | None = Field(None, description="alphabet of a user data file: dna, rna, protein or letters")
     backbone: str = Field("tiny", description=f"backbone spec (see `bib-ray backbones`), or {NTK_BACKBONE!r}: "
                           "the NTK proxy on one-hot features (implied by method bdi)")
     method: Method = Field(Method.BIB, description=f"design method: {methods_help()}")
