@@ -171,7 +171,7 @@ def cmd_design(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bib_ray.distributed.sweep import METRIC, run_sweep
+    from bib_ray.distributed.sweep import METRIC, chosen_against_completed, run_sweep
     from bib_ray.sweep_config import load_sweep_config
 
     sweep = load_sweep_config(args.config)
@@ -184,6 +184,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     shown = table if table.error.astype(bool).any() else table.drop(columns="error")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"experiment and checkpoints: {outcome.experiment}; table: {outcome.out_dir / 'sweep_results.csv'}")
+    verdict = chosen_against_completed(table)
+    if verdict is not None:
+        print(verdict)
     if outcome.best_dir is not None:
         print(f"best trial's designs and proxy artifact: {outcome.best_dir}")
     if outcome.failure is not None:

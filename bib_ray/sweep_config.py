@@ -7,7 +7,8 @@
       method: {choice: [bidirectional, bib, bib+eta]}
     search: {algorithm: random, num_samples: 8, max_concurrent: 2, seed: 0}
     scheduler: {kind: asha, grace_period: 2, reduction_factor: 2}
-    metric: holdout          # or aux; never the oracle
+    metric: pessimistic      # an offline selection metric (bib_ray.selection.METRICS); never the oracle
+    selection: {pessimism: 1.0}   # optional SelectionSettings fields of the metric's evaluators
     report_every: 10         # optimisation steps between reports (ASHA's time unit)
     resources: {cpu: 1, gpu: 0}
 """
@@ -20,10 +21,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bib_ray.config import DesignConfig, load_yaml_mapping, parse_model
+from bib_ray.selection import DEFAULT_METRIC, METRIC_NAMES, SelectionSettings
 
 TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "method",
            "aux_members", "aux_hidden", "aux_epochs", "backbone")
 NOT_IN_SWEEPS = "the NTK proxy (backbone ntk, method bdi) needs no LM embedding pass to share and is not swept"
+MetricName = Literal["pessimistic", "pessimistic-top", "holdout", "aux", "proxy-rank", "top-rank", "agreement"]
 
 
 class Distribution(BaseModel):
@@ -106,7 +109,8 @@ class SweepConfig(BaseModel):
     space: dict[str, Distribution]
     search: SearchSettings = SearchSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
-    metric: Literal["aux", "holdout"] = "holdout"
+    metric: MetricName = Field(DEFAULT_METRIC, description="offline selection metric (bib_ray.selection)")
+    selection: dict[str, float | int] = Field(default_factory=dict, description="SelectionSettings fields")
     holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
     report_every: int = Field(10, ge=1)
     resources: TrialResources = TrialResources()
@@ -126,11 +130,20 @@ class SweepConfig(BaseModel):
                             for name, distribution in self.space.items() for value in distribution.extreme_values()]
         if any(config.uses_ntk_proxy for config in configs):
             raise ValueError(f"{NOT_IN_SWEEPS}: run it with bib-ray design or bib-ray bench")
+        self.selection_settings()  # unknown fields and bad values fail here
         if self.search.algorithm == "grid" and any(d.kind != "grid" for d in self.space.values()):
             raise ValueError("search.algorithm grid needs every space entry to be a grid")
         if self.search.algorithm != "grid" and any(d.kind == "grid" for d in self.space.values()):
             raise ValueError("grid entries need search.algorithm: grid")
         return self
+
+    def selection_settings(self) -> SelectionSettings:
+        """The metric's evaluator settings (``selection:``)."""
+        try:
+            return SelectionSettings(**self.selection)
+        except TypeError as error:
+            raise ValueError(f"selection: {error}; fields are {list(SelectionSettings.__dataclass_fields__)}") \
+                from None
 
     def base_config(self) -> DesignConfig:
         return DesignConfig.model_validate(self.base)

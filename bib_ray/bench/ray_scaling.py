@@ -9,7 +9,7 @@ Timings are medians of 3 passes after a warm-up.
   with 1 vs 2 shard workers (each actor 1 CPU, 1 torch thread), for the default tiny backbone
   and a wider one whose step is dominated by arithmetic rather than per-call overhead;
 - throughput of the quick sweep (tune_configs/quick.yaml) in trials per minute, and its
-  result table (trial, hyper-parameters, held-out design score, oracle score for reporting).
+  result table (trial, hyper-parameters, offline selection score, oracle score for reporting).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if sweep_table is not None:
-        print("\nquick sweep trials (design_score: held-out evaluator; oracle columns are reporting only)")
+        print("\nquick sweep trials (selection_score: the sweep's offline metric; oracle columns are reporting only)")
         print(sweep_table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 

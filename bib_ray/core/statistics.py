@@ -60,6 +60,21 @@ class EmbeddingStatistics:
             self.count + other.count,
         )
 
+    def __sub__(self, other: "EmbeddingStatistics") -> "EmbeddingStatistics":
+        """The statistics of ``self``'s rows without ``other``'s (``other`` must be a subset of them)."""
+        if self.dim != other.dim:
+            raise ValueError(f"cannot subtract statistics of dimension {other.dim} from {self.dim}")
+        if other.count >= self.count:
+            raise ValueError(f"cannot remove {other.count} rows from {self.count}: nothing would be left")
+        return EmbeddingStatistics(
+            self.gram - other.gram,
+            self.phi_sum - other.phi_sum,
+            self.phi_y - other.phi_y,
+            self.y_sum - other.y_sum,
+            self.y_sq_sum - other.y_sq_sum,
+            self.count - other.count,
+        )
+
     @property
     def dim(self) -> int:
         return int(self.phi_sum.shape[0])

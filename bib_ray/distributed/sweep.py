@@ -1,12 +1,12 @@
 """``bib-ray sweep``: a Ray Tune search over BIB's outer hyper-parameters.
 
-Each trial is a full design run (one seed) whose metric -- ``design_score``, the mean score
-of the trial's designs in label units -- comes from an evaluator that never sees the oracle:
-``aux``: the trial's auxiliary ensemble (trained on the offline set); ``holdout``: an
-independent ensemble trained only on a held-out split of the offline set, which the proxy
-and the optimiser's aux model never see. The oracle's percentiles are logged beside it as
-``oracle_p100_reporting_only`` / ``oracle_p50_reporting_only`` and play no part in the search.
-Trials report every ``report_every`` steps, so ASHA can stop weak ones early.
+Each trial is a full design run (one seed) whose metric -- ``selection_score`` -- comes from an
+offline selection metric (``bib_ray.selection``, chosen by the sweep YAML's ``metric:``) that
+never sees the oracle. Every metric but ``aux`` needs rows held out from every trial: a fixed
+random ``holdout_fraction`` of the offline set, which the trials' proxies and aux ensembles never
+see. The metric is fitted once on the driver and shipped to the trials. The oracle's percentiles
+are logged beside it as ``oracle_p100_reporting_only`` / ``oracle_p50_reporting_only`` and play no
+part in the search. Trials report every ``report_every`` steps, so ASHA can stop weak ones early.
 
 The offline set is embedded once per backbone in the space (on shard actors) and shared with
 every trial through the object store; trials re-solve the proxy for their beta.
@@ -14,7 +14,6 @@ every trial through the object store; trials re-solve the proxy for their beta.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -26,80 +25,76 @@ import pandas as pd
 import torch
 
 from bib_ray.config import DesignConfig, RaySettings
-from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
 from bib_ray.core.optimizer import BIBOptimiser
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.errors import UserError
+from bib_ray.selection import (Candidate, RowEmbeddings, SelectionData, SelectionMetric, build_metric, needs_split,
+                               split_offline, top_rows)
 from bib_ray.sweep_config import SweepConfig
 from bib_ray.tasks import Task, load_task
 
-METRIC = "design_score"
-HOLDOUT_SEED_OFFSET = 10_007
+METRIC = "selection_score"
+__all__ = ["METRIC", "run_sweep", "split_offline"]
 
 
 @dataclass
 class PreparedBackbone:
     """What a trial needs from the embedding pass: statistics and aux rows of the training split,
-    and the held-out rows' statistics, embeddings and labels (None for metric=aux)."""
+    and the held-out (and top training) rows' embeddings for the metrics that read them (None if none does)."""
 
     statistics: EmbeddingStatistics
     aux_rows: np.ndarray
     aux_phi: torch.Tensor
-    holdout_statistics: EmbeddingStatistics | None
-    holdout_phi: torch.Tensor | None
-    holdout_y: np.ndarray | None
-
-
-def split_offline(task: Task, fraction: float) -> tuple[Task, Task]:
-    """(train, holdout) split of the offline rows, fixed (seed 0) so every trial sees the same one.
-    Copies of one sequence stay on the same side, so nothing held out is seen in training."""
-    _, group = np.unique(task.x, axis=0, return_inverse=True)
-    groups = np.random.default_rng(0).permutation(group.max() + 1)
-    held_groups = groups[: int(round(len(groups) * fraction))]
-    held = np.isin(group.reshape(-1), held_groups)
-    return (dataclasses.replace(task, x=task.x[~held], y=task.y[~held]),
-            dataclasses.replace(task, x=task.x[held], y=task.y[held]))
+    rows: RowEmbeddings | None
 
 
 def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: RaySettings,
-            progress: bool) -> dict[str, PreparedBackbone]:
-    """Embed the training (and held-out) rows once per backbone on shard actors."""
+            progress: bool, needs: frozenset[str] = frozenset()) -> dict[str, PreparedBackbone]:
+    """Embed the training rows once per backbone on shard actors, and the held-out rows (``needs``
+    "held") and the training split's top rows (``needs`` "top") for the metric."""
     from bib_ray.core.aux_ensemble import aux_training_rows
     from bib_ray.distributed.design import shard_resources
     from bib_ray.distributed.shards import ShardPool
 
     base = sweep.base_config()
     backbones = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [base.backbone]
+    top = top_rows(train.y, sweep.selection_settings().top_rows) if "top" in needs else None
     prepared = {}
     for backbone in backbones:
         pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size, base.dtype)
         try:
             aux_rows = aux_training_rows(len(train.y), base.aux_max_rows)
-            statistics, aux_phi = pool.embed_statistics(train.x, train.y, aux_rows, progress)
-            holdout_statistics, holdout_phi = (None, None) if holdout is None else \
-                pool.embed_statistics(holdout.x, holdout.y, np.arange(len(holdout.y)), progress)
+            rows_wanted = aux_rows if top is None else np.union1d(aux_rows, top)
+            statistics, phi = pool.embed_statistics(train.x, train.y, rows_wanted, progress)
+            rows = None
+            if needs:
+                held_phi = pool.embed_statistics(holdout.x, holdout.y, np.arange(len(holdout.y)), progress)[1] \
+                    if "held" in needs else None
+                top_phi = phi[np.searchsorted(rows_wanted, top)] if top is not None else None
+                rows = RowEmbeddings(held=held_phi, top=top_phi)
         finally:
             pool.shutdown()
-        prepared[backbone] = PreparedBackbone(statistics, aux_rows, aux_phi, holdout_statistics, holdout_phi,
-                                              None if holdout is None else holdout.y)
+        aux_phi = phi if top is None else phi[np.searchsorted(rows_wanted, aux_rows)]
+        prepared[backbone] = PreparedBackbone(statistics, aux_rows, aux_phi, rows)
     return prepared
 
 
-def holdout_evaluator(prepared: PreparedBackbone, config: DesignConfig,
-                      seed: int) -> tuple[AuxiliaryEnsemble, float, float]:
-    """An ensemble trained only on the held-out rows, with the mean and std of their labels."""
-    statistics = prepared.holdout_statistics
-    mean, std = statistics.feature_moments()
-    evaluator = AuxiliaryEnsemble(statistics.dim, config.aux_settings(), seed + HOLDOUT_SEED_OFFSET, mean, std)
-    z = (torch.as_tensor(prepared.holdout_y) - statistics.label_mean) / statistics.label_std
-    evaluator.fit(prepared.holdout_phi, z)
-    return evaluator, statistics.label_mean, statistics.label_std
+def fit_metric(sweep: SweepConfig, train: Task, holdout: Task | None,
+               prepared: dict[str, PreparedBackbone]) -> SelectionMetric:
+    """The sweep's selection metric, fitted once (on the driver) on the offline rows."""
+    base = sweep.base_config()
+    metric = build_metric(sweep.metric, sweep.selection_settings(), base.aux_settings(), base.seeds[0])
+    if holdout is None:  # aux: the trials' own ensembles, nothing held out
+        holdout = train
+    embeddings = {backbone: p.rows for backbone, p in prepared.items() if p.rows is not None}
+    return metric.fit(SelectionData.from_tasks(train, holdout, embeddings))
 
 
 def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
-              prepared: dict[str, PreparedBackbone]) -> None:
-    """One Tune trial: a full single-seed design run (``run_seed``), reporting ``design_score`` as it goes."""
+              prepared: dict[str, PreparedBackbone], metric: SelectionMetric) -> None:
+    """One Tune trial: a full single-seed design run (``run_seed``), reporting ``selection_score`` (the
+    fitted ``metric`` of its current designs) as it goes."""
     from ray import tune
 
     from bib_ray.artifacts import LMIdentity
@@ -121,17 +116,9 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
                          own.aux_rows, own.aux_phi)
     aux, aux_metrics = train_aux(fitted, config.aux_settings(), seed)
     aux_seconds = time.perf_counter() - started
-    if sweep.metric == "aux":
-        evaluator, label = aux, (proxy.label_mean, proxy.label_std)
-    else:
-        evaluator, *label = holdout_evaluator(own, config, seed)
-        evaluator = evaluator.to(device)
-    vocab = len(train_task.alphabet)
 
     def score(codes: torch.Tensor) -> float:
-        with torch.no_grad():
-            phi = embedder.embed_designs(torch.nn.functional.one_hot(codes.to(device), vocab).float())
-            return float(label[0] + label[1] * evaluator.mean(phi).mean())
+        return metric.score(Candidate(codes.cpu().numpy(), config.backbone, proxy, aux, embedder.embed_codes))
 
     def report(step: int, logits: torch.Tensor) -> None:
         if (step + 1) % sweep.report_every == 0 and step + 1 < config.steps:
@@ -199,6 +186,20 @@ def results_table(grid, sweep: SweepConfig) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(METRIC, ascending=False, na_position="last")
 
 
+def chosen_against_completed(table: pd.DataFrame) -> str | None:
+    """One line for the report: the chosen trial's (the completed trial with the best metric, whose outputs
+    go to ``best/``) oracle 100th percentile (reporting only) against the median over the completed trials;
+    None when no completed trial has a metric and an oracle score."""
+    done = table[(table.status == "completed") & table.oracle_p100_reporting_only.notna() & table[METRIC].notna()]
+    if done.empty:
+        return None
+    chosen = done.loc[done[METRIC].idxmax()]
+    p100, median = chosen.oracle_p100_reporting_only, float(done.oracle_p100_reporting_only.median())
+    verdict = "at or above" if p100 >= median else "below"
+    return (f"chosen trial {chosen.trial}: oracle 100th percentile {p100:.3f} (reporting only), {verdict} the median "
+            f"{median:.3f} of the {len(done)} completed trials")
+
+
 @dataclass
 class SweepOutcome:
     """What ``run_sweep`` leaves: the table, where it wrote it, the best trial's fetched outputs, and
@@ -252,10 +253,13 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
                         f"--out / --storage")
     base = sweep.base_config()
     task = load_task(base.task, base.data_dir, base.alphabet)
-    train, holdout = split_offline(task, sweep.holdout_fraction) if sweep.metric == "holdout" else (task, None)
-    prepared = prepare(sweep, train, holdout, settings, progress)
+    train, holdout = split_offline(task, sweep.holdout_fraction) if needs_split(sweep.metric) else (task, None)
+    needs = build_metric(sweep.metric).needs_embeddings
+    prepared = prepare(sweep, train, holdout, settings, progress, needs)
+    metric = fit_metric(sweep, train, holdout, prepared)
     request_trial_resources(sweep)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, train_task=train, prepared=prepared),
+    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=sweep, train_task=train, prepared=prepared,
+                                                         metric=metric),
                                     {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     if resume:
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)

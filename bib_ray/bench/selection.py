@@ -1,0 +1,292 @@
+"""Selection benchmark: does a sweep's metric choose the configuration the oracle would choose?
+
+    python -m bib_ray.bench.selection --data-dir ../shared/data --out runs/selection
+    python -m bib_ray.bench.selection --data-dir ../shared/data --quick         # two tasks, one seed
+
+For each task, as a sweep does: a fixed random 20 % of the offline rows is held out from every
+run (``bib_ray.selection.split_offline``); each backbone's proxy is fitted on the rest; a fixed
+grid of configurations (backbone x method x (lr, target)) runs once per seed; and every metric
+(``bib_ray.selection.METRICS``) scores every run, so all metrics judge identical designs. The
+runs see a copy of the task without its oracle. Only afterwards does the oracle score the
+designs, and it is used for nothing but judging the metrics: per task and metric,
+
+- rho100 / rho50: Spearman's rho between the metric and the oracle's normalised 100th / 50th
+  percentile over the grid;
+- regret: the grid's best 100th percentile minus that of the configuration the metric picks;
+- percentile: the picked configuration's rank in the grid by the 100th percentile (1 = best,
+  0 = worst; ties count half), and ``>= median``: whether it is at or above the grid's median;
+
+each for one seed's grid (a metric's ties: the mean over the tied configurations), then averaged
+over seeds. Writes ``selection_runs.csv`` (one row per run), ``selection_summary.csv``,
+``selection.md`` and every run's final designs (``selection_designs.npz``, key task|config|seed)
+under ``--out``; ``--doc`` also writes the tables into a markdown file's
+``<!-- suite:selection -->`` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bib_ray.errors import UserError
+from bib_ray.selection import (METRIC_NAMES, Candidate, RowEmbeddings, SelectionData, SelectionSettings,
+                               build_metric, rank_correlation, split_offline, top_rows)
+from bib_ray.specs import parse_seeds
+from bib_ray.tasks import Task
+
+TASKS = "tfbind8,tfbind8-r,tfbind10-r,gb1,ehrlich,pab1"
+QUICK_TASKS = "tfbind8-r,ehrlich"
+BACKBONES = ("tiny", "onehot")
+METHODS = ("bib", "bidirectional", "forward")
+STEP_TARGETS = ((0.1, 10.0), (0.03, 2.0))  # (lr, target): the reference values and a cautious pair
+DNA_STEPS, OTHER_STEPS = 50, 25  # the paper's T is 100 for DNA and 25 for proteins; halved for DNA here
+
+
+def grid(backbones=BACKBONES, methods=METHODS, step_targets=STEP_TARGETS) -> list[dict]:
+    """The fixed grid of configurations: one dict of DesignConfig fields each."""
+    return [dict(backbone=b, method=m, lr=lr, target=t) for b in backbones for m in methods
+            for lr, t in step_targets]
+
+
+def config_label(config: dict) -> str:
+    return f"{config['backbone']}/{config['method']}/lr={config['lr']:g}/target={config['target']:g}"
+
+
+def default_steps(task: Task) -> int:
+    return DNA_STEPS if set(task.alphabet) <= set("ACGTU") else OTHER_STEPS
+
+
+def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names: list[str],
+                base: dict | None = None, holdout_fraction: float = 0.2,
+                settings: SelectionSettings | None = None, progress: bool = False) -> pd.DataFrame:
+    """Run every configuration for every seed on the training split of ``task`` and score each run
+    with every metric. The runs and metrics get the task without its oracle. Returns one row per run:
+    the configuration, ``seed``, one column per metric and ``codes`` (the final designs, (B, L))."""
+    from bib_ray.config import build_config
+    from bib_ray.pipeline import fit_proxy, run_seed, train_aux
+
+    settings = settings or SelectionSettings()
+    offline = dataclasses.replace(task, oracle=None)  # nothing below can reach the oracle
+    train, held = split_offline(offline, holdout_fraction)
+    base = {"task": task.name, "device": "cpu", **(base or {})}
+    base_config = build_config({**base, "seeds": [seeds[0]]})
+    metrics = {name: build_metric(name, settings, base_config.aux_settings(), seeds[0]) for name in metric_names}
+    needs = frozenset().union(*(metric.needs_embeddings for metric in metrics.values()))
+    fitted, embeddings = {}, {}
+    top = top_rows(train.y, settings.top_rows)
+    for backbone in dict.fromkeys(config["backbone"] for config in configs):
+        fit = fit_proxy(train, backbone, base_config.beta_scale, "cpu", base_config.embed_batch_size,
+                        aux_max_rows=base_config.aux_max_rows)
+        fitted[backbone] = fit
+        if needs:
+            embeddings[backbone] = RowEmbeddings(held=fit.embedder.embed_codes(held.x),
+                                                 top=fit.embedder.embed_codes(train.x[top]) if "top" in needs else None)
+    data = SelectionData.from_tasks(train, held, embeddings)
+    for metric in metrics.values():
+        metric.fit(data)
+    rows, auxes = [], {}
+    for config in configs:
+        for seed in seeds:
+            started = time.perf_counter()
+            design = build_config({**base, **config, "seeds": [seed]})
+            fit = fitted[config["backbone"]]
+            key = (config["backbone"], seed, design.aux_settings())  # the same ensemble for every method
+            if key not in auxes:
+                auxes[key] = train_aux(fit, design.aux_settings(), seed)
+            result = run_seed(fit, design, seed, trained_aux=auxes[key])
+            candidate = Candidate(result.trajectory.final_codes, config["backbone"], fit.proxy, result.aux,
+                                  fit.embedder.embed_codes)
+            row = {"task": task.name, "config": config_label(config), **config, "seed": seed,
+                   **{name: metric.score(candidate) for name, metric in metrics.items()},
+                   "unique_designs": int(len(np.unique(candidate.designs, axis=0))),
+                   "seconds": time.perf_counter() - started, "codes": candidate.designs}
+            rows.append(row)
+            if progress:
+                print(f"  {task.name} {row['config']} seed {seed}: {row['seconds']:.1f} s", file=sys.stderr, flush=True)
+    return pd.DataFrame(rows)
+
+
+def score_with_oracle(task: Task, runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the oracle's normalised 100th and 50th percentiles of each run's designs (for
+    judging the metrics only), without the designs themselves."""
+    from bib_ray.evaluation import evaluate_with_oracle
+
+    if task.oracle is None:
+        raise UserError(f"task {task.name} has no oracle: the selection benchmark needs one to judge the metrics")
+    summaries = [evaluate_with_oracle(task, np.asarray(codes)).summary for codes in runs.codes]
+    return runs.drop(columns="codes").assign(p100=[s["p100"] for s in summaries], p50=[s["p50"] for s in summaries])
+
+
+def judge(runs: pd.DataFrame, metric_names: list[str]) -> pd.DataFrame:
+    """Per task and metric, averaged over seeds: rho100, rho50, regret, percentile, >= median and
+    the configuration(s) picked (see the module docstring)."""
+    out = []
+    for task, metric in ((t, m) for t in runs.task.unique() for m in metric_names):
+        per_seed, picked = [], []
+        for _, g in runs[runs.task == task].groupby("seed"):
+            values, p100 = g[metric].to_numpy(float), g.p100.to_numpy(float)
+            chosen = np.flatnonzero(np.isclose(values, np.nanmax(values), rtol=1e-9, atol=1e-12))
+            picked += list(g.config.iloc[chosen])
+            n = len(g)
+            rank = [((p100 < p100[i]).sum() + 0.5 * ((p100 == p100[i]).sum() - 1)) / max(n - 1, 1) for i in chosen]
+            per_seed.append({"rho100": rank_correlation(values, p100), "rho50": rank_correlation(values, g.p50),
+                             "regret": p100.max() - p100[chosen].mean(), "percentile": float(np.mean(rank)),
+                             ">= median": float(np.mean(p100[chosen] >= np.median(p100))),
+                             "picked p100": p100[chosen].mean(), "best p100": p100.max(),
+                             "median p100": float(np.median(p100))})
+        mean = pd.DataFrame(per_seed).mean()
+        top = pd.Series(picked).value_counts()
+        out.append({"task": task, "metric": metric, **mean.to_dict(),
+                    "picked": top.index[0] + (f" (+{len(top) - 1} more)" if len(top) > 1 else "")})
+    return pd.DataFrame(out)
+
+
+def overall(judged: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: the means over tasks, and on how many tasks the pick was at or above the median."""
+    grouped = judged.groupby("metric", sort=False)
+    table = grouped[["rho100", "rho50", "regret", "percentile"]].mean()
+    table["tasks >= median"] = grouped[">= median"].apply(lambda s: f"{(s >= 1).sum()}/{len(s)}")
+    return table.reset_index()
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table (no tabulate needed)."""
+    def cell(value) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: float) -> str:
+    per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", "picked"]]
+    grids = runs.groupby("task").p100.agg(["min", "median", "max"]).reset_index()
+    return (f"Mean over tasks (each task: the mean over seeds):\n\n{markdown_table(overall(judged))}\n\n"
+            f"Per task:\n\n{markdown_table(per_task)}\n\n"
+            f"The grids' oracle 100th percentiles (min / median / max over configurations and seeds):\n\n"
+            f"{markdown_table(grids)}\n\n"
+            f"{len(runs)} runs, {runs.config.nunique()} configurations per task, seeds "
+            f"{','.join(map(str, sorted(runs.seed.unique())))}, {runs.designs.iloc[0]} designs, "
+            f"{'/'.join(map(str, sorted(runs.steps.unique())))} steps; {runs.groupby('task').seconds_task.first().sum() / 60:.1f} "
+            f"min of task time ({seconds / 60:.1f} min wall for this command); the oracle only "
+            f"scores the metrics, no metric reads it. Reproduce: `{command}`")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None, help="task data directory (default $BIB_RAY_DATA)")
+    parser.add_argument("--tasks", default=None, help=f"comma list (default {TASKS}; --quick: {QUICK_TASKS})")
+    parser.add_argument("--metrics", default=",".join(METRIC_NAMES), help="comma list of selection metrics")
+    parser.add_argument("--seeds", default=None, help="seeds of every configuration (default 0,1; --quick: 0)")
+    parser.add_argument("--designs", type=int, default=None, help="designs per run (default 64; --quick: 32)")
+    parser.add_argument("--steps", type=int, default=None, help=f"steps per run (default {DNA_STEPS} for DNA "
+                        f"tasks, {OTHER_STEPS} otherwise; --quick: half)")
+    parser.add_argument("--holdout-fraction", type=float, default=0.2)
+    parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
+    parser.add_argument("--out", default="runs/selection")
+    parser.add_argument("--doc", type=Path, help="also write the tables into this markdown file's "
+                        "<!-- suite:selection --> block (e.g. docs/selection.md)")
+    parser.add_argument("--resume", action="store_true", help="keep the tasks already in OUT/selection_runs.csv "
+                        "(written after each task) and run only the others; give the same settings")
+    parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel worker processes (default 1)")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: list[str], designs: int,
+             steps: int | None, quick: bool, holdout_fraction: float, progress: bool) -> pd.DataFrame:
+    """One task of the benchmark: its runs (``select_runs``), then their oracle percentiles; keeps
+    ``codes`` and adds ``seconds_task`` (this task's wall time)."""
+    from bib_ray.tasks import load_task
+
+    started = time.perf_counter()
+    task = load_task(spec, data_dir)
+    steps = steps or default_steps(task) // (2 if quick else 1)
+    runs = select_runs(task, grid(), seeds, metric_names, {"steps": steps, "designs": designs},
+                       holdout_fraction, progress=progress)
+    scored = score_with_oracle(task, runs).assign(codes=list(runs.codes), steps=steps, designs=designs)
+    return scored.assign(seconds_task=time.perf_counter() - started)
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from bib_ray.bench.suite import doc_block, split_task_list, update_doc
+
+    tasks = split_task_list(args.tasks or (QUICK_TASKS if args.quick else TASKS))
+    metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = sorted(set(metric_names) - set(METRIC_NAMES))
+    if unknown:
+        raise UserError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_NAMES)}")
+    seeds = parse_seeds(args.seeds or ("0" if args.quick else "0,1"))
+    designs = args.designs or (32 if args.quick else 64)
+    if args.doc is not None:
+        doc_block(args.doc, "selection")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    frames, designs_kept = [], {}
+    if args.resume and (out / "selection_runs.csv").exists():
+        earlier = pd.read_csv(out / "selection_runs.csv")
+        missing = sorted(set(metric_names) - set(earlier.columns))
+        if missing:
+            raise UserError(f"{out / 'selection_runs.csv'} has no columns {missing}: resume with the same --metrics")
+        frames.append(earlier[earlier.task.isin(tasks)])
+        if (out / "selection_designs.npz").exists():
+            with np.load(out / "selection_designs.npz") as kept:
+                designs_kept.update({key: kept[key] for key in kept.files})
+    done = set(frames[0].task) if frames else set()  # the tasks' names are their specs
+    todo = [spec for spec in tasks if spec not in done]
+    arguments = dict(data_dir=args.data_dir, seeds=seeds, metric_names=metric_names, designs=designs,
+                     steps=args.steps, quick=args.quick, holdout_fraction=args.holdout_fraction,
+                     progress=not args.quiet)
+
+    def keep(runs: pd.DataFrame) -> None:
+        designs_kept.update({f"{r.task}|{r.config}|{r.seed}": np.asarray(r.codes) for r in runs.itertuples()})
+        np.savez_compressed(out / "selection_designs.npz", **designs_kept)
+        frames.append(runs.drop(columns="codes"))
+        pd.concat(frames).to_csv(out / "selection_runs.csv", index=False)
+        if not args.quiet:
+            print(f"{runs.task.iloc[0]}: {len(runs)} runs in {runs.seconds_task.iloc[0]:.0f} s", file=sys.stderr)
+
+    if args.jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(min(args.jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(run_task, spec, **arguments) for spec in todo]):
+                keep(future.result())
+    else:
+        for spec in todo:
+            keep(run_task(spec, **arguments))
+    runs = pd.concat(frames, ignore_index=True)
+    judged = judge(runs, metric_names)
+    judged.to_csv(out / "selection_summary.csv", index=False)
+    text = report(judged, runs, command, time.perf_counter() - started)
+    (out / "selection.md").write_text(text + "\n")
+    if args.doc is not None:
+        update_doc(args.doc, "selection", text)
+    print(text)
+    print(f"\nwritten: {out / 'selection_runs.csv'}, {out / 'selection_summary.csv'}, {out / 'selection.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bib_ray.bench.selection", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv), shlex.join(["python", "-m", "bib_ray.bench.selection", *argv]))
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(f"bib_ray.bench.selection: error: {error}", file=sys.stderr)
+        sys.exit(2)
