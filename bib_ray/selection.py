@@ -53,8 +53,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -343,10 +344,11 @@ class PessimisticMetric(SelectionMetric):
         z = data.held_z()
         order = np.random.default_rng(s.seed).permutation(len(z))
         calibration = max(2, int(round(s.calibration * len(z))))
-        probe = fit_onehot_ensemble(data.held_x[order[calibration:]], z[order[calibration:]], data.vocab_size, s, s.seed)
+        fit_rows, check_rows = order[calibration:], order[:calibration]
+        probe = fit_onehot_ensemble(data.held_x[fit_rows], z[fit_rows], data.vocab_size, s, s.seed)
         with torch.no_grad():
-            members = probe(one_hot(data.held_x[order[:calibration]], data.vocab_size)).double().numpy()
-        self.scale = spread_scale(members, z[order[:calibration]])
+            members = probe(one_hot(data.held_x[check_rows], data.vocab_size)).double().numpy()
+        self.scale = spread_scale(members, z[check_rows])
         self.evaluator = fit_onehot_ensemble(data.held_x, z, data.vocab_size, s, s.seed + 1)
         self.vocab_size = data.vocab_size
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bib_ray.config import DesignConfig, load_yaml_mapping, parse_model
-from bib_ray.selection import DEFAULT_METRIC, METRIC_NAMES, SelectionSettings
+from bib_ray.selection import DEFAULT_METRIC, SelectionSettings
 
 TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "method",
            "aux_members", "aux_hidden", "aux_epochs", "backbone")

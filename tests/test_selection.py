@@ -104,7 +104,8 @@ def test_top_rank_refits_without_the_top_rows_and_rewards_extrapolation():
     train, held = slice(0, 400), slice(400, None)
     top = top_rows(y[train], 0.1)
     assert len(top) == 40 and y[train][top].min() >= np.sort(y[train])[-40]
-    embeddings = {"good": RowEmbeddings(phi[held], phi[train][top]), "random": RowEmbeddings(noise[held], noise[train][top])}
+    embeddings = {"good": RowEmbeddings(phi[held], phi[train][top]),
+                  "random": RowEmbeddings(noise[held], noise[train][top])}
     data = SelectionData(VOCAB, codes[train], y[train], codes[held], y[held], embeddings)
     metric = build_metric("top-rank").fit(data)
     good = metric.score(Candidate(codes[:4], "good", proxy=fitted_proxy(phi[train], y[train])))
@@ -128,7 +129,7 @@ def test_statistics_downdate_removes_rows():
 
 def test_holdout_and_aux_score_designs_with_the_trials_own_features():
     data = sequence_data(onehot=RowEmbeddings(one_hot(sequence_data().held_x, VOCAB)))
-    embed = lambda codes: one_hot(codes, VOCAB)  # noqa: E731 -- the 'onehot' backbone's embedding
+    embed = lambda codes: one_hot(codes, VOCAB)  # the onehot backbone's embedding
     holdout = build_metric("holdout", aux=AuxiliarySettings(epochs=60, members=3)).fit(data)
     good, bad = designs_with(0.8), designs_with(0.1)
     assert holdout.score(Candidate(good, "onehot", embed=embed)) > holdout.score(Candidate(bad, "onehot", embed=embed))

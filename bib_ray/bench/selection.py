@@ -105,7 +105,7 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
                                   fit.embedder.embed_codes)
             row = {"task": task.name, "config": config_label(config), **config, "seed": seed,
                    **{name: metric.score(candidate) for name, metric in metrics.items()},
-                   "unique_designs": int(len(np.unique(candidate.designs, axis=0))),
+                   "unique_designs": len(np.unique(candidate.designs, axis=0)),
                    "seconds": time.perf_counter() - started, "codes": candidate.designs}
             rows.append(row)
             if progress:
@@ -171,13 +171,14 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
 def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: float) -> str:
     per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", "picked"]]
     grids = runs.groupby("task").p100.agg(["min", "median", "max"]).reset_index()
+    task_minutes = runs.groupby("task").seconds_task.first().sum() / 60
     return (f"Mean over tasks (each task: the mean over seeds):\n\n{markdown_table(overall(judged))}\n\n"
             f"Per task:\n\n{markdown_table(per_task)}\n\n"
             f"The grids' oracle 100th percentiles (min / median / max over configurations and seeds):\n\n"
             f"{markdown_table(grids)}\n\n"
             f"{len(runs)} runs, {runs.config.nunique()} configurations per task, seeds "
             f"{','.join(map(str, sorted(runs.seed.unique())))}, {runs.designs.iloc[0]} designs, "
-            f"{'/'.join(map(str, sorted(runs.steps.unique())))} steps; {runs.groupby('task').seconds_task.first().sum() / 60:.1f} "
+            f"{'/'.join(map(str, sorted(runs.steps.unique())))} steps; {task_minutes:.1f} "
             f"min of task time ({seconds / 60:.1f} min wall for this command); the oracle only "
             f"scores the metrics, no metric reads it. Reproduce: `{command}`")
 
