@@ -353,8 +353,12 @@ def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
     from bib_ray.service import launch
 
     released, disconnected = threading.Event(), threading.Event()
-    monkeypatch.setattr(runtime, "disconnect", disconnected.set)  # never the tests' shared Ray
-    monkeypatch.setattr(launch, "shutdown", lambda: released.wait(30))  # Serve's shutdown hangs
+
+    def hung_disconnect() -> None:  # Ray's shutdown hangs until released; never the tests' shared Ray
+        released.wait(30)
+        disconnected.set()
+
+    monkeypatch.setattr(runtime, "disconnect", hung_disconnect)
     started = time.monotonic()
     try:
         assert launch.stop_local_service(timeout_s=0.5) is False
@@ -363,5 +367,5 @@ def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
         released.set()
         assert disconnected.wait(5)  # the abandoned stop finishes before the patches are undone
     disconnected.clear()
-    monkeypatch.setattr(launch, "shutdown", lambda: None)
+    monkeypatch.setattr(runtime, "disconnect", disconnected.set)
     assert launch.stop_local_service(timeout_s=5) is True and disconnected.is_set()
