@@ -22,6 +22,8 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, rna, protein or the letters (default: detected)"),
     "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH, or ntk: the NTK "
                    "proxy on one-hot features (default tiny)"),
+    "--trust-remote-code": ("trust_remote_code", bool, "let a Hugging Face backbone run the modelling/tokenizer "
+                            "code its checkpoint ships (HyenaDNA, Nucleotide Transformer v2, ...); off by default"),
     "--method": ("method", str, "bib (default), bib+eta, bidirectional, forward, forward+eta, backward, evolution "
                  "or bdi (bidirectional on the NTK proxy: backbone ntk)"),
     "--steps": ("steps", int, "optimisation steps T (default 100)"),

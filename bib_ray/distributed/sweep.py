@@ -65,12 +65,15 @@ def split_offline(task: Task, fraction: float) -> tuple[Task, Task]:
 def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: RaySettings,
             progress: bool) -> dict[str, PreparedBackbone]:
     """Embed the training (and held-out) rows once per backbone on shard actors."""
+    from bib_ray.backbones import trust_remote_code_spec
     from bib_ray.core.aux_ensemble import aux_training_rows
     from bib_ray.distributed.design import shard_resources
     from bib_ray.distributed.shards import ShardPool
 
     base = sweep.base_config()
     backbones = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [base.backbone]
+    if base.trust_remote_code:  # the specs trials get (DesignConfig adds the option to each)
+        backbones = [trust_remote_code_spec(backbone) for backbone in backbones]
     prepared = {}
     for backbone in backbones:
         pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size, base.dtype)
