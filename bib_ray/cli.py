@@ -225,6 +225,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = parse_service_settings(values).with_checked_artifact()
     settings.resolve_api_key()  # fail before starting Ray
     on_cluster = bool(args.address or os.environ.get("RAY_ADDRESS"))
+    launch.allow_slow_proxy_start()
     where = connect(args.address)
     url = launch.deploy(settings, deployment, check_port=not on_cluster)
     print(f"serving {settings.artifact} at {url} on {where} "

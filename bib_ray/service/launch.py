@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 
 from bib_ray.errors import UserError
 from bib_ray.service.settings import APPLICATION_NAME, ServeDeployment, ServiceSettings
+
+
+PROXY_READY_TIMEOUT_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"  # Ray's default, 5 s, is short on a busy machine
+
+
+def allow_slow_proxy_start(seconds: float = 60.0) -> None:
+    """Give Serve's HTTP proxy ``seconds`` to start before its controller kills it as unhealthy (Ray's
+    default of 5 s fails ``serve.start`` with ActorDiedError on a loaded machine). It must be set before
+    Ray starts: the controller reads it from the environment it inherits. A value already set wins."""
+    os.environ.setdefault(PROXY_READY_TIMEOUT_ENV, str(seconds))
 
 
 def ensure_port_free(host: str, port: int) -> None:
