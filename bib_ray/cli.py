@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bib-ray: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`bib-ray tasks | head -3`): stop quietly, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when stdout is flushed at exit
+        return 1
 
 
 if __name__ == "__main__":
