@@ -22,6 +22,8 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
     "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, rna, protein or the letters (default: detected)"),
     "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH, or ntk: the NTK "
                    "proxy on one-hot features (default tiny)"),
+    "--trust-remote-code": ("trust_remote_code", bool, "let a Hugging Face backbone run the modelling/tokenizer "
+                            "code its checkpoint ships (HyenaDNA, Nucleotide Transformer v2, ...); off by default"),
     "--method": ("method", str, "bib (default), bib+eta, bidirectional, forward, forward+eta, backward, evolution "
                  "or bdi (bidirectional on the NTK proxy: backbone ntk)"),
     "--steps": ("steps", int, "optimisation steps T (default 100)"),
@@ -226,6 +228,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = parse_service_settings(values).with_checked_artifact()
     settings.resolve_api_key()  # fail before starting Ray
     on_cluster = bool(args.address or os.environ.get("RAY_ADDRESS"))
+    launch.allow_slow_proxy_start()
     where = connect(args.address)
     url = launch.deploy(settings, deployment, check_port=not on_cluster)
     print(f"serving {settings.artifact} at {url} on {where} "
@@ -382,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bib-ray: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`bib-ray tasks | head -3`): stop quietly, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when stdout is flushed at exit
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bib_ray.backbones import trust_remote_code_spec
 from bib_ray.core.aux_ensemble import AuxiliarySettings
 from bib_ray.core.methods import NTK_BACKBONE, Method, methods_help
 from bib_ray.core.optimizer import CotangentBatching, OptimiserSettings
@@ -26,6 +27,8 @@ class DesignConfig(BaseModel):
     alphabet: str | None = Field(None, description="alphabet of a user data file: dna, rna, protein or letters")
     backbone: str = Field("tiny", description=f"backbone spec (see `bib-ray backbones`), or {NTK_BACKBONE!r}: "
                           "the NTK proxy on one-hot features (implied by method bdi)")
+    trust_remote_code: bool = Field(False, description="let a Hugging Face backbone run the code its checkpoint "
+                                    "ships (adds trust_remote_code=true to the backbone spec)")
     method: Method = Field(Method.BIB, description=f"design method: {methods_help()}")
     ntk_rows: int = Field(5000, ge=2, description=f"offline rows in the NTK proxy's kernel (backbone "
                           f"{NTK_BACKBONE!r}; a fixed random subset when the task has more)")
@@ -79,6 +82,12 @@ class DesignConfig(BaseModel):
                 raise ValueError(f"method bdi runs on the NTK proxy (backbone {NTK_BACKBONE!r}), not on "
                                  f"{self.backbone!r}; for another backbone pick method bidirectional")
             self.backbone = NTK_BACKBONE
+        return self
+
+    @model_validator(mode="after")
+    def _trust_remote_code_in_spec(self) -> "DesignConfig":
+        if self.trust_remote_code:
+            self.backbone = trust_remote_code_spec(self.backbone)
         return self
 
     @property

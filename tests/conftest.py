@@ -36,7 +36,10 @@ def ensure_local_ray(num_cpus: int = 4) -> None:
     """Start the tests' local Ray if no Ray is running in this process (one per session, reused)."""
     import ray
 
+    from bib_ray.service.launch import allow_slow_proxy_start
+
     if not ray.is_initialized():
+        allow_slow_proxy_start()  # Serve tests on a loaded machine: the proxy may take more than 5 s to start
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _temp_dir=str(RAY_TEST_TMP))
 
 

@@ -38,20 +38,13 @@ def test_token_ids_equal_one_hot_inputs_embeds(hf_dirs, name, alphabet, sequence
     assert not torch.allclose(by_ids[0], by_ids[1]), "different sequences must embed differently"
 
 
-def test_esm_token_dropout_scale_is_needed(hf_dirs):
-    """Without ESM's token-dropout rescaling, inputs_embeds would not match the token-id path."""
-    backbone = build_backbone(f"hf:{hf_dirs['esm2']}", PROTEIN)
-    assert backbone.input_scale == pytest.approx(0.88)
-    reference = backbone.embed_token_ids(PROTEIN_SEQS[:1])
-    backbone.input_scale = 1.0
-    assert not torch.allclose(one_hot_path(backbone, PROTEIN_SEQS[:1]), reference, atol=1e-4)
-
-
 def test_kmer_probability_is_product_of_positions(hf_dirs):
+    from bib_ray.backbones.tokens import kmer_probs
+
     backbone = build_backbone(f"hf:{hf_dirs['dnabert3']}", DNA)
-    assert backbone.kmer == 3
+    assert str(backbone.scheme) == "kmer3-overlap"
     probs = torch.softmax(torch.randn(2, 6, 4), -1)
-    joint = backbone._kmer_probs(probs)
+    joint = kmer_probs(probs, 3, 1)
     assert joint.shape == (2, 4, 64)
     a, b, c = 1, 2, 3  # the k-mer "CGT" sits at index a*16 + b*4 + c
     torch.testing.assert_close(joint[:, 0, a * 16 + b * 4 + c], probs[:, 0, a] * probs[:, 1, b] * probs[:, 2, c])
@@ -98,14 +91,15 @@ def test_bad_specs_are_user_errors(hf_dirs, tmp_path):
     with pytest.raises(UserError, match="name=<integer>"):
         build_backbone("tiny:hidden_size=big", DNA)
     with pytest.raises(UserError, match="no token"):
-        build_backbone(f"hf:{hf_dirs['dnabert3']}", PROTEIN)
+        build_backbone(f"hf:{hf_dirs['dnabert3']}", "ACDEFGHIKLMNPQRSVWY")
     with pytest.raises(UserError, match="cannot load Hugging Face model"):
         build_backbone(f"hf:{tmp_path / 'missing'}", DNA)
 
 
 def test_listing_names_every_family():
     specs = {info.spec for info in list_backbones()}
-    assert {"tiny", "unirep-256", "antiberty", "esm2-8m", "hf:<id or path>"} <= specs
+    assert {"tiny", "unirep-256", "antiberty", "esm2-8m", "prott5", "dnabert-6", "nt-500m-human", "nt-v2-100m",
+            "hf:<id or path>"} <= specs
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -145,7 +139,7 @@ def test_devices_place_the_weights(hf_dirs):
     tiny = build_backbone("tiny", DNA, devices=["meta"])
     assert tiny.device.type == "meta" and not tiny.split
     esm = build_backbone(f"hf:{hf_dirs['esm2']}", PROTEIN, devices=[torch.device("meta")])
-    assert esm.device.type == "meta" and esm.residue_token_ids.device.type == "meta"
+    assert esm.device.type == "meta" and esm.letter_token_ids.device.type == "meta"
 
 
 def test_bad_dtype_and_impossible_splits_are_user_errors(hf_dirs):

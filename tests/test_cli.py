@@ -155,6 +155,13 @@ def test_module_entry_point_default_job_and_listing(tmp_path):
     assert (tmp_path / ".ray" / "auth_token").is_file()  # ... and Ray still generated its token: auth is on
 
 
+def test_output_cut_off_by_its_reader_is_not_a_traceback():
+    """`| true` closes the pipe before the CLI (a second of imports) writes: every write meets EPIPE."""
+    listing = subprocess.run(f"{sys.executable} -m bib_ray.cli tasks | true", shell=True, capture_output=True,
+                             text=True)
+    assert listing.stderr == ""
+
+
 def test_a_second_design_into_the_same_out_is_refused_unless_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
     flags = ["design", "--task", "ehrlich:states=6,length=12,motifs=1,motif_length=3,offline=200", "--steps", "2",

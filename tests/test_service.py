@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import threading
 from pathlib import Path
@@ -118,6 +119,10 @@ BAD_REQUESTS = [
      "not valid JSON"),
     ("wrong shape", {"json": {"seqs": ["ACGTACGT"]}}, 422, "sequences"),
     ("not strings", {"json": {"sequences": [12345678]}}, 422, "sequences.0"),
+    ("deep nesting", {"data": "[" * 3000 + "]" * 1000, "headers": {"content-type": "application/json"}}, 400,
+     "nests arrays/objects 3000 deep"),
+    ("not UTF-8", {"data": b'{"sequences": ["\xff"]}', "headers": {"content-type": "application/json"}}, 400,
+     "not UTF-8"),
 ]
 
 
@@ -140,6 +145,24 @@ def test_info_health_and_openapi(service, artifact):
     schema = requests.get(f"{service}/openapi.json", timeout=10).json()
     assert {"/score", "/info", "/healthz"} <= set(schema["paths"])
     assert "requestBody" in schema["paths"]["/score"]["post"]
+    assert {"400", "413", "422"} <= set(schema["paths"]["/score"]["post"]["responses"])
+
+
+def test_chunked_body_over_the_limit_is_a_413(service):
+    chunks = (b'{"sequences": ["' + b"A" * 2000, b"A" * 2000, b"A" * 2000 + b'"]}')
+    answer = requests.post(f"{service}/score", data=iter(chunks), timeout=30,
+                           headers={"content-type": "application/json"})
+    assert answer.request.headers.get("transfer-encoding") == "chunked"
+    assert answer.status_code == 413 and "4096" in answer.json()["detail"]
+
+
+def test_docs_are_served_without_a_cdn(service):
+    page = requests.get(f"{service}/docs", timeout=10)
+    assert page.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls and all(url.startswith("/static-offline-docs/") for url in urls), urls
+    for url in urls:
+        assert requests.get(f"{service}{url}", timeout=10).status_code == 200, url
 
 
 def test_api_key_guards_score_and_info(service, artifact, deployment, monkeypatch):
@@ -155,6 +178,10 @@ def test_api_key_guards_score_and_info(service, artifact, deployment, monkeypatc
     assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
     rows = ProxyClient(url, api_key="s3cret").score(["ACGTACGT"])
     assert rows[0]["sequence"] == "ACGTACGT"
+    docs = requests.get(f"{url}/docs", timeout=10)
+    assert docs.status_code == 200 and 'src="/secure/static-offline-docs/swagger-ui-bundle.js"' in docs.text
+    assert requests.get(f"{url}/static-offline-docs/swagger-ui-bundle.js", timeout=10).status_code == 200
+    assert "401" in requests.get(f"{url}/openapi.json", timeout=10).json()["paths"]["/score"]["post"]["responses"]
 
 
 def test_api_key_env_must_be_set(artifact, monkeypatch):
@@ -326,8 +353,12 @@ def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
     from bib_ray.service import launch
 
     released, disconnected = threading.Event(), threading.Event()
-    monkeypatch.setattr(runtime, "disconnect", disconnected.set)  # never the tests' shared Ray
-    monkeypatch.setattr(launch, "shutdown", lambda: released.wait(30))  # Serve's shutdown hangs
+
+    def hung_disconnect() -> None:  # Ray's shutdown hangs until released; never the tests' shared Ray
+        released.wait(30)
+        disconnected.set()
+
+    monkeypatch.setattr(runtime, "disconnect", hung_disconnect)
     started = time.monotonic()
     try:
         assert launch.stop_local_service(timeout_s=0.5) is False
@@ -336,5 +367,5 @@ def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
         released.set()
         assert disconnected.wait(5)  # the abandoned stop finishes before the patches are undone
     disconnected.clear()
-    monkeypatch.setattr(launch, "shutdown", lambda: None)
+    monkeypatch.setattr(runtime, "disconnect", disconnected.set)
     assert launch.stop_local_service(timeout_s=5) is True and disconnected.is_set()

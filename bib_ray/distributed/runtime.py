@@ -26,13 +26,21 @@ def _hide_auth_notice(record: logging.LogRecord) -> bool:
 logging.getLogger(AUTH_NOTICE_LOGGER).addFilter(_hide_auth_notice)
 
 
+def _hide_chatter(record: logging.LogRecord) -> bool:
+    return _verbose or record.levelno >= logging.WARNING
+
+
 def set_verbose(verbose: bool) -> None:
-    """Show (True) or hide (False, the default) Ray's INFO-level chatter in this process."""
+    """Show (True) or hide (False, the default) Ray's INFO-level chatter in this process. A filter as well
+    as a level: Serve re-levels its logger when it starts."""
     global _verbose
     _verbose = verbose
     level = logging.INFO if verbose else logging.WARNING
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if _hide_chatter not in logger.filters:
+            logger.addFilter(_hide_chatter)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:

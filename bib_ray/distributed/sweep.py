@@ -53,6 +53,7 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
             progress: bool, needs: frozenset[str] = frozenset()) -> dict[str, PreparedBackbone]:
     """Embed the training rows once per backbone on shard actors, and the held-out rows (``needs``
     "held") and the training split's top rows (``needs`` "top") for the metric."""
+    from bib_ray.backbones import trust_remote_code_spec
     from bib_ray.core.aux_ensemble import aux_training_rows
     from bib_ray.distributed.design import shard_resources
     from bib_ray.distributed.shards import ShardPool
@@ -60,6 +61,8 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
     base = sweep.base_config()
     backbones = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [base.backbone]
     top = top_rows(train.y, sweep.selection_settings().top_rows) if "top" in needs else None
+    if base.trust_remote_code:  # the specs trials get (DesignConfig adds the option to each)
+        backbones = [trust_remote_code_spec(backbone) for backbone in backbones]
     prepared = {}
     for backbone in backbones:
         pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size, base.dtype)

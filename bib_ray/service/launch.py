@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 
 from bib_ray.errors import UserError
 from bib_ray.service.settings import APPLICATION_NAME, ServeDeployment, ServiceSettings
+
+
+PROXY_READY_TIMEOUT_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"  # Ray's default, 5 s, is short on a busy machine
+
+
+def allow_slow_proxy_start(seconds: float = 60.0) -> None:
+    """Give Serve's HTTP proxy ``seconds`` to start before its controller kills it as unhealthy (Ray's
+    default of 5 s fails ``serve.start`` with ActorDiedError on a loaded machine). It must be set before
+    Ray starts: the controller reads it from the environment it inherits. A value already set wins."""
+    os.environ.setdefault(PROXY_READY_TIMEOUT_ENV, str(seconds))
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -62,15 +73,13 @@ def shutdown() -> None:
 
 
 def stop_local_service(timeout_s: float = 60.0) -> bool:
-    """Serve's shutdown, then Ray's, given at most ``timeout_s`` (Ray's tracker has reports of both hanging);
-    True when both finished. A second Ctrl-C while waiting stops the wait (False)."""
+    """Stop the embedded local Ray, and with it every Serve actor, given at most ``timeout_s`` (Ray's tracker
+    has reports of shutdowns hanging); True when it finished. A second Ctrl-C while waiting stops the wait
+    (False). Serve's own shutdown is skipped: on a Ray that goes away with it, it adds only a request drain
+    and Ray's warning that the killed controller's ``graceful_shutdown`` task failed."""
     from bib_ray.distributed.runtime import disconnect
 
-    def stop() -> None:
-        shutdown()
-        disconnect()
-
-    worker = threading.Thread(target=stop, name="bib-ray-stop", daemon=True)
+    worker = threading.Thread(target=disconnect, name="bib-ray-stop", daemon=True)
     worker.start()
     try:
         worker.join(timeout_s)

@@ -47,3 +47,9 @@ class ServiceInfo(BaseModel):
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx answer: one message naming the problem."""
+
+    detail: str = Field(description="what was wrong with the request, e.g. which sequence and why")

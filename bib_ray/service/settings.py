@@ -93,8 +93,9 @@ class ServeDeployment(BaseModel):
                 "ray_actor_options": self.ray_actor_options}
 
 
+# max_ongoing_requests: at least the default max_batch_sequences, so single-sequence requests can fill a batch
 DEFAULT_DEPLOYMENT = {"host": "127.0.0.1", "port": 8000, "route_prefix": "/", "settings_args": {},
-                      "num_replicas": 1, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 1}}
+                      "num_replicas": 1, "max_ongoing_requests": 128, "ray_actor_options": {"num_cpus": 1}}
 
 
 def load_serve_yaml(path: str | Path) -> ServeDeployment:
