@@ -23,6 +23,11 @@ higher is better). The metrics (``METRICS``; the sweep YAML's ``metric:``):
   and COMs, Trabucco et al. 2021).
 - ``pessimistic-top``: the same per-design lower bound, averaged over the best ``top_designs``
   fraction of the designs (an offline stand-in for the 100th percentile).
+- ``expected-max``: the expected best design of the trial, E_m[max_b f_m(x_b)] over the members m
+  of a calibrated one-hot MLP ensemble (spread widened by s as above) trained on every offline row,
+  the training split included: an offline stand-in for the 100th percentile that rewards a batch
+  for holding at least one design the evaluator rates highly or is unsure about (the expected
+  maximum of Thompson samples; cf. batch expected improvement, Ginsbourger et al. 2010).
 - ``proxy-rank``: Spearman correlation of the trial's proxy with the labels of the held-out
   rows (rank-based model validation, Tan et al. 2025).
 - ``top-rank``: validation on the top of the data: the trial's proxy is refitted without the best
@@ -36,6 +41,8 @@ higher is better). The metrics (``METRICS``; the sweep YAML's ``metric:``):
   independently trained evaluators).
 
 References:
+    D. Ginsbourger, R. Le Riche, L. Carraro. Kriging is well-suited to parallelize optimization.
+    Computational Intelligence in Expensive Optimization Problems, 2010.
     Y. Yu et al. MOPO: Model-based Offline Policy Optimization. NeurIPS 2020.
     B. Trabucco, A. Kumar, X. Geng, S. Levine. Conservative Objective Models for Effective
     Offline Model-Based Optimization. ICML 2021.
@@ -212,6 +219,20 @@ def spread_scale(members: np.ndarray, z: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((z - mean) / sigma) ** 2)))
 
 
+def fit_calibrated_ensemble(codes: np.ndarray, z: np.ndarray, vocab_size: int, settings: SelectionSettings
+                            ) -> tuple[AuxiliaryEnsemble, float]:
+    """A one-hot MLP ensemble on all rows and its spread scale s (``spread_scale``), measured by a
+    probe ensemble fitted without a ``settings.calibration`` slice of the rows, on that slice."""
+    order = np.random.default_rng(settings.seed).permutation(len(z))
+    calibration = max(2, int(round(settings.calibration * len(z))))
+    fit_rows, check_rows = order[calibration:], order[:calibration]
+    probe = fit_onehot_ensemble(codes[fit_rows], z[fit_rows], vocab_size, settings, settings.seed)
+    with torch.no_grad():
+        members = probe(one_hot(codes[check_rows], vocab_size)).double().numpy()
+    scale = spread_scale(members, z[check_rows])
+    return fit_onehot_ensemble(codes, z, vocab_size, settings, settings.seed + 1), scale
+
+
 def hamming_neighbours_mean(designs: np.ndarray, rows: np.ndarray, z: np.ndarray, k: int,
                             chunk: int = 2048) -> np.ndarray:
     """For each design, the mean label of the rows at most as far (Hamming) as its k-th nearest row
@@ -254,11 +275,14 @@ def rank_correlation(prediction: np.ndarray, labels: np.ndarray) -> float:
 class SelectionMetric(ABC):
     """Scores trials from offline data: ``fit`` once per sweep on ``SelectionData``, then ``score``
     each trial's ``Candidate`` (higher is better). ``needs_embeddings``: which ``RowEmbeddings`` the
-    data must carry for each backbone ("held", "top"); the others need only codes and labels."""
+    data must carry for each backbone ("held", "top"); the others need only codes and labels.
+    ``reads_trial``: whether ``score`` reads the trial's models (proxy, aux, embedding) or only its
+    designs."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     needs_embeddings: ClassVar[frozenset[str]] = frozenset()
+    reads_trial: ClassVar[bool] = False
 
     def __init__(self, settings: SelectionSettings | None = None) -> None:
         self.settings = settings or SelectionSettings()
@@ -287,6 +311,7 @@ class HoldoutMetric(SelectionMetric):
     embedding space (one evaluator per backbone), in label units."""
 
     name = "holdout"
+    reads_trial = True
     summary = "held-out MLP ensemble in the trial's embedding space (mean design score; pre-issue-13 default)"
     needs_embeddings = frozenset({"held"})
 
@@ -319,6 +344,7 @@ class AuxMetric(SelectionMetric):
     """Mean design score under the trial's own aux ensemble (standardised training labels)."""
 
     name = "aux"
+    reads_trial = True
     summary = "the trial's own aux ensemble, trained on the same rows as its proxy (mean design score)"
 
     def _fit(self, data: SelectionData) -> None:
@@ -340,16 +366,8 @@ class PessimisticMetric(SelectionMetric):
     top_only = False
 
     def _fit(self, data: SelectionData) -> None:
-        s = self.settings
-        z = data.held_z()
-        order = np.random.default_rng(s.seed).permutation(len(z))
-        calibration = max(2, int(round(s.calibration * len(z))))
-        fit_rows, check_rows = order[calibration:], order[:calibration]
-        probe = fit_onehot_ensemble(data.held_x[fit_rows], z[fit_rows], data.vocab_size, s, s.seed)
-        with torch.no_grad():
-            members = probe(one_hot(data.held_x[check_rows], data.vocab_size)).double().numpy()
-        self.scale = spread_scale(members, z[check_rows])
-        self.evaluator = fit_onehot_ensemble(data.held_x, z, data.vocab_size, s, s.seed + 1)
+        self.evaluator, self.scale = fit_calibrated_ensemble(data.held_x, data.held_z(), data.vocab_size,
+                                                             self.settings)
         self.vocab_size = data.vocab_size
 
     def lower_bounds(self, designs: np.ndarray) -> np.ndarray:
@@ -371,10 +389,32 @@ class PessimisticTopMetric(PessimisticMetric):
     top_only = True
 
 
+class ExpectedMaxMetric(SelectionMetric):
+    """E_m[max_b f_m(x_b)]: the expected best design of the batch, each member's predictions
+    f_m = mu + s (f_m - mu) widened by the calibrated spread scale s, under one one-hot MLP ensemble
+    trained on every offline row (training split and held-out rows); standardised label units."""
+
+    name = "expected-max"
+    summary = "expected best design under a calibrated one-hot MLP ensemble trained on all offline rows"
+
+    def _fit(self, data: SelectionData) -> None:
+        codes = np.concatenate([data.train_x, data.held_x])
+        labels = np.concatenate([data.train_y, data.held_y]).astype(np.float64)
+        z = (labels - labels.mean()) / (labels.std() if labels.std() > 0 else 1.0)
+        self.evaluator, self.scale = fit_calibrated_ensemble(codes, z, data.vocab_size, self.settings)
+        self.vocab_size = data.vocab_size
+
+    def _score(self, candidate: Candidate) -> float:
+        members = self.evaluator(one_hot(candidate.designs, self.vocab_size)).double().numpy()
+        mean = members.mean(0)
+        return float((mean + self.scale * (members - mean)).max(1).mean())
+
+
 class ProxyRankMetric(SelectionMetric):
     """Spearman correlation of the trial's proxy with the held-out labels."""
 
     name = "proxy-rank"
+    reads_trial = True
     summary = "Spearman correlation of the trial's proxy with the held-out labels"
     needs_embeddings = frozenset({"held"})
 
@@ -395,6 +435,7 @@ class TopRankMetric(SelectionMetric):
     beta scale) ranks those rows and the held-out rows: Spearman correlation with their labels."""
 
     name = "top-rank"
+    reads_trial = True
     summary = "the proxy refitted without the best training rows ranks them and the held-out rows (Spearman)"
     needs_embeddings = frozenset({"held", "top"})
 
@@ -453,10 +494,10 @@ def proxy_device(proxy: DesignProxy) -> torch.device:
 
 
 METRICS: dict[str, type[SelectionMetric]] = {metric.name: metric for metric in (
-    HoldoutMetric, AuxMetric, PessimisticMetric, PessimisticTopMetric, ProxyRankMetric, TopRankMetric,
-    AgreementMetric)}
+    HoldoutMetric, AuxMetric, PessimisticMetric, PessimisticTopMetric, ExpectedMaxMetric, ProxyRankMetric,
+    TopRankMetric, AgreementMetric)}
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
-DEFAULT_METRIC = "pessimistic"
+DEFAULT_METRIC = "expected-max"
 
 
 def build_metric(name: str, settings: SelectionSettings | None = None, aux: AuxiliarySettings | None = None,

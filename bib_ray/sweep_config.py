@@ -7,7 +7,7 @@
       method: {choice: [bidirectional, bib, bib+eta]}
     search: {algorithm: random, num_samples: 8, max_concurrent: 2, seed: 0}
     scheduler: {kind: asha, grace_period: 2, reduction_factor: 2}
-    metric: pessimistic      # an offline selection metric (bib_ray.selection.METRICS); never the oracle
+    metric: expected-max     # an offline selection metric (bib_ray.selection.METRICS); never the oracle
     selection: {pessimism: 1.0}   # optional SelectionSettings fields of the metric's evaluators
     report_every: 10         # optimisation steps between reports (ASHA's time unit)
     resources: {cpu: 1, gpu: 0}
@@ -26,7 +26,7 @@ from bib_ray.selection import DEFAULT_METRIC, SelectionSettings
 TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "method",
            "aux_members", "aux_hidden", "aux_epochs", "backbone")
 NOT_IN_SWEEPS = "the NTK proxy (backbone ntk, method bdi) needs no LM embedding pass to share and is not swept"
-MetricName = Literal["pessimistic", "pessimistic-top", "holdout", "aux", "proxy-rank", "top-rank", "agreement"]
+MetricName = Literal["expected-max", "pessimistic", "pessimistic-top", "holdout", "aux", "proxy-rank", "top-rank", "agreement"]
 
 
 class Distribution(BaseModel):

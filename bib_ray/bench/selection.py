@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bib_ray.errors import UserError
-from bib_ray.selection import (METRIC_NAMES, Candidate, RowEmbeddings, SelectionData, SelectionSettings,
+from bib_ray.selection import (METRIC_NAMES, METRICS, Candidate, RowEmbeddings, SelectionData, SelectionSettings,
                                build_metric, rank_correlation, split_offline, top_rows)
 from bib_ray.specs import parse_seeds
 from bib_ray.tasks import Task
@@ -168,13 +168,28 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def seed_agreement(runs: pd.DataFrame) -> float:
+    """Mean Spearman rho, over pairs of seeds, between the seeds' oracle 100th percentiles of the
+    configurations of one task (NaN with one seed)."""
+    table = runs.pivot_table(index="config", columns="seed", values="p100")
+    pairs = [(a, b) for i, a in enumerate(table.columns) for b in table.columns[i + 1:]]
+    if not pairs:
+        return float("nan")
+    return float(np.mean([rank_correlation(table[a].to_numpy(), table[b].to_numpy()) for a, b in pairs]))
+
+
 def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: float) -> str:
     per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", "picked"]]
-    grids = runs.groupby("task").p100.agg(["min", "median", "max"]).reset_index()
+    grids = runs.groupby("task").p100.agg(["min", "median", "max"])
+    grids["oracle seed-to-seed rho"] = [seed_agreement(runs[runs.task == task]) for task in grids.index]
+    grids = grids.reset_index()
     task_minutes = runs.groupby("task").seconds_task.first().sum() / 60
     return (f"Mean over tasks (each task: the mean over seeds):\n\n{markdown_table(overall(judged))}\n\n"
             f"Per task:\n\n{markdown_table(per_task)}\n\n"
-            f"The grids' oracle 100th percentiles (min / median / max over configurations and seeds):\n\n"
+            f"The grids' oracle 100th percentiles (min / median / max over configurations and seeds), and "
+            f"how well one seed's oracle ranking of the configurations predicts another's (the mean Spearman "
+            f"rho over pairs of seeds; near 0, the grid's order is mostly seed noise, which no "
+            f"metric can predict):\n\n"
             f"{markdown_table(grids)}\n\n"
             f"{len(runs)} runs, {runs.config.nunique()} configurations per task, seeds "
             f"{','.join(map(str, sorted(runs.seed.unique())))}, {runs.designs.iloc[0]} designs, "
@@ -198,6 +213,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "<!-- suite:selection --> block (e.g. docs/selection.md)")
     parser.add_argument("--resume", action="store_true", help="keep the tasks already in OUT/selection_runs.csv "
                         "(written after each task) and run only the others; give the same settings")
+    parser.add_argument("--rescore", action="store_true", help="run nothing: score the designs saved in OUT "
+                        "again with those --metrics that read only designs (the others keep their saved "
+                        "columns), and judge them")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel worker processes (default 1)")
     parser.add_argument("--quiet", action="store_true")
 
@@ -217,11 +235,40 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
     return scored.assign(seconds_task=time.perf_counter() - started)
 
 
+def rescore(out: Path, metric_names: list[str], data_dir: str | None, holdout_fraction: float,
+            settings: SelectionSettings | None = None) -> pd.DataFrame:
+    """The runs saved in ``out`` with the metrics in ``metric_names`` that read only the designs
+    scored again on the saved designs (same split, so the same evaluators); the metrics that read a
+    trial's models must already be columns."""
+    from bib_ray.tasks import load_task
+
+    paths = out / "selection_runs.csv", out / "selection_designs.npz"
+    if not all(path.exists() for path in paths):
+        raise UserError(f"--rescore needs {paths[0]} and {paths[1]} from an earlier run")
+    runs = pd.read_csv(paths[0])
+    redo = [name for name in metric_names if not METRICS[name].reads_trial]
+    missing = sorted(set(metric_names) - set(redo) - set(runs.columns))
+    if missing:
+        raise UserError(f"{paths[0]} has no columns {missing}, and these metrics read the trials' models: "
+                        f"run the grid again to add them")
+    with np.load(paths[1]) as saved:
+        designs = {key: saved[key] for key in saved.files}
+    for spec in runs.task.unique():
+        offline = dataclasses.replace(load_task(spec, data_dir), oracle=None)
+        data = SelectionData.from_tasks(*split_offline(offline, holdout_fraction))
+        rows = runs.task == spec
+        for name in redo:
+            metric = build_metric(name, settings).fit(data)
+            runs.loc[rows, name] = [metric.score(Candidate(designs[f"{spec}|{r.config}|{r.seed}"], r.backbone))
+                                    for r in runs[rows].itertuples()]
+    return runs
+
+
 def run(args: argparse.Namespace, command: str) -> int:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    from bib_ray.bench.suite import doc_block, split_task_list, update_doc
+    from bib_ray.bench.suite import doc_block, split_task_list
 
     tasks = split_task_list(args.tasks or (QUICK_TASKS if args.quick else TASKS))
     metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -235,6 +282,10 @@ def run(args: argparse.Namespace, command: str) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.rescore:
+        runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction)
+        runs.to_csv(out / "selection_runs.csv", index=False)
+        return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
     frames, designs_kept = [], {}
     if args.resume and (out / "selection_runs.csv").exists():
         earlier = pd.read_csv(out / "selection_runs.csv")
@@ -267,12 +318,20 @@ def run(args: argparse.Namespace, command: str) -> int:
         for spec in todo:
             keep(run_task(spec, **arguments))
     runs = pd.concat(frames, ignore_index=True)
+    return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
+
+
+def write_report(runs: pd.DataFrame, metric_names: list[str], out: Path, doc: Path | None, command: str,
+                 seconds: float) -> int:
+    """Judge the metrics on ``runs``; write the summary and report under ``out`` (and into ``doc``)."""
+    from bib_ray.bench.suite import update_doc
+
     judged = judge(runs, metric_names)
     judged.to_csv(out / "selection_summary.csv", index=False)
-    text = report(judged, runs, command, time.perf_counter() - started)
+    text = report(judged, runs, command, seconds)
     (out / "selection.md").write_text(text + "\n")
-    if args.doc is not None:
-        update_doc(args.doc, "selection", text)
+    if doc is not None:
+        update_doc(doc, "selection", text)
     print(text)
     print(f"\nwritten: {out / 'selection_runs.csv'}, {out / 'selection_summary.csv'}, {out / 'selection.md'}")
     return 0
