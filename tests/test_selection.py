@@ -229,6 +229,15 @@ def test_selection_benchmark_end_to_end(tmp_path, capsys):
     assert len(np.load(tmp_path / "selection_designs.npz").files) == len(runs)
     out = capsys.readouterr().out
     assert "| metric | rho100 |" in out and "no metric reads it" in out
+    # --rescore adds a metric that reads only designs to the saved runs, without running the grid
+    saved = runs.pessimistic.to_numpy()
+    assert bench.main(["--rescore", "--quiet", "--metrics", "pessimistic,proxy-rank,expected-max",
+                       "--out", str(tmp_path)]) == 0
+    rescored = pd.read_csv(tmp_path / "selection_runs.csv")
+    assert rescored["expected-max"].notna().all() and len(rescored) == len(runs)
+    np.testing.assert_allclose(rescored.pessimistic, saved, rtol=1e-5)  # same split, same evaluator
+    with pytest.raises(UserError, match="holdout"):  # reads the trials' models, which were not kept
+        bench.main(["--rescore", "--metrics", "holdout", "--out", str(tmp_path)])
 
 
 def test_sweep_yaml_accepts_every_metric_and_rejects_others(tmp_path):
