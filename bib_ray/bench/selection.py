@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,9 +34,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bib_ray.bench import exit_with, module_main
 from bib_ray.errors import UserError
-from bib_ray.selection import (METRIC_NAMES, METRICS, Candidate, RowEmbeddings, SelectionData, SelectionSettings,
-                               build_metric, rank_correlation, split_offline, top_rows)
+from bib_ray.selection import (
+    METRIC_NAMES,
+    METRICS,
+    Candidate,
+    RowEmbeddings,
+    SelectionData,
+    SelectionSettings,
+    build_metric,
+    rank_correlation,
+    split_offline,
+    top_rows,
+)
 from bib_ray.specs import parse_seeds
 from bib_ray.tasks import Task
 
@@ -338,15 +348,8 @@ def write_report(runs: pd.DataFrame, metric_names: list[str], out: Path, doc: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m bib_ray.bench.selection", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv), shlex.join(["python", "-m", "bib_ray.bench.selection", *argv]))
+    return module_main("bib_ray.bench.selection", __doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"bib_ray.bench.selection: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_with(main, "bib_ray.bench.selection")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -29,8 +28,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from bib_ray.bench import exit_with, module_main
 from bib_ray.core.methods import METHOD_NAMES as METHODS
-from bib_ray.core.methods import NTK_BACKBONE as NTK_GROUP  # backbone column of bdi rows: NTK proxy, one-hot inputs
+from bib_ray.core.methods import (
+    NTK_BACKBONE as NTK_GROUP,  # backbone column of bdi rows: NTK proxy, one-hot inputs
+)
 from bib_ray.errors import UserError
 from bib_ray.specs import parse_seeds
 
@@ -347,15 +349,8 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bib_ray.bench.suite ARGS``: the same as ``bib-ray bench ARGS``."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m bib_ray.bench.suite", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv), shlex.join(["python", "-m", "bib_ray.bench.suite", *argv]))
+    return module_main("bib_ray.bench.suite", __doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as error:
-        print(f"bib-ray bench: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_with(main, "bib-ray bench")
