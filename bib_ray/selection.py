@@ -86,6 +86,13 @@ def split_offline(task: Task, fraction: float) -> tuple[Task, Task]:
             dataclasses.replace(task, x=task.x[held], y=task.y[held]))
 
 
+def standardised(labels: np.ndarray) -> np.ndarray:
+    """(y - mean) / std as float64 (std 1 when the labels are constant)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    std = float(labels.std())
+    return (labels - labels.mean()) / (std if std > 0 else 1.0)
+
+
 def top_rows(y: np.ndarray, fraction: float) -> np.ndarray:
     """Indices of the best ``fraction`` of the rows by label (at least 2, leaving at least 2), sorted."""
     count = len(y)
@@ -165,8 +172,12 @@ class SelectionData:
 
     def held_z(self) -> np.ndarray:
         """Held-out labels standardised by their own mean and std."""
-        std = float(self.held_y.std())
-        return (self.held_y - self.held_y.mean()) / (std if std > 0 else 1.0)
+        return standardised(self.held_y)
+
+    def all_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and standardised labels of every offline row (training split, then held-out rows)."""
+        return (np.concatenate([self.train_x, self.held_x]),
+                standardised(np.concatenate([self.train_y, self.held_y])))
 
     def embeddings_of(self, backbone: str, metric: str) -> RowEmbeddings:
         if backbone not in self.embeddings:
@@ -398,10 +409,7 @@ class ExpectedMaxMetric(SelectionMetric):
     summary = "expected best design under a calibrated one-hot MLP ensemble trained on all offline rows"
 
     def _fit(self, data: SelectionData) -> None:
-        codes = np.concatenate([data.train_x, data.held_x])
-        labels = np.concatenate([data.train_y, data.held_y]).astype(np.float64)
-        z = (labels - labels.mean()) / (labels.std() if labels.std() > 0 else 1.0)
-        self.evaluator, self.scale = fit_calibrated_ensemble(codes, z, data.vocab_size, self.settings)
+        self.evaluator, self.scale = fit_calibrated_ensemble(*data.all_rows(), data.vocab_size, self.settings)
         self.vocab_size = data.vocab_size
 
     def _score(self, candidate: Candidate) -> float:

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from bib_ray.config import RaySettings
-from bib_ray.distributed.sweep import run_sweep, split_offline
+from bib_ray.distributed.sweep import run_sweep
 from bib_ray.errors import UserError
+from bib_ray.selection import split_offline
 from bib_ray.sweep_config import SweepConfig, load_sweep_config
 from bib_ray.tasks import load_task
 

@@ -29,13 +29,12 @@ from bib_ray.core.optimizer import BIBOptimiser
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.errors import UserError
-from bib_ray.selection import (Candidate, RowEmbeddings, SelectionData, SelectionMetric, build_metric, needs_split,
-                               split_offline, top_rows)
+from bib_ray.selection import (METRICS, Candidate, RowEmbeddings, SelectionData, SelectionMetric, build_metric,
+                               needs_split, split_offline, top_rows)
 from bib_ray.sweep_config import SweepConfig
 from bib_ray.tasks import Task, load_task
 
 METRIC = "selection_score"
-__all__ = ["METRIC", "run_sweep", "split_offline"]
 
 
 @dataclass
@@ -257,7 +256,7 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
     base = sweep.base_config()
     task = load_task(base.task, base.data_dir, base.alphabet)
     train, holdout = split_offline(task, sweep.holdout_fraction) if needs_split(sweep.metric) else (task, None)
-    needs = build_metric(sweep.metric).needs_embeddings
+    needs = METRICS[sweep.metric].needs_embeddings
     prepared = prepare(sweep, train, holdout, settings, progress, needs)
     metric = fit_metric(sweep, train, holdout, prepared)
     request_trial_resources(sweep)
