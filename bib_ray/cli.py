@@ -26,7 +26,7 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
                             "code its checkpoint ships (HyenaDNA, Nucleotide Transformer v2, ...); off by default"),
     "--method": ("method", str, "bib (default), bib+eta, bidirectional, forward, forward+eta, backward, evolution "
                  "or bdi (bidirectional on the NTK proxy: backbone ntk)"),
-    "--steps": ("steps", int, "optimisation steps T (default 100)"),
+    "--steps": ("steps", int, "optimisation steps T (default: the reference's, 100 on DNA/RNA, 25 on proteins)"),
     "--designs": ("designs", int, "designs (trajectories) per seed (default 128)"),
     "--lr": ("lr", float, "Adam step size eta_0 (default 0.1)"),
     "--target": ("target", float, "target score y_h in standardised units (default 10)"),
@@ -44,7 +44,7 @@ DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
                   "or pairs (letters and adjacent pairs seen at each position; default)"),
     "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
                         "(DMS tasks; default their mutation radius) or else from their starting sequence "
-                        "(default ceil(L/4); no limit with --support none)"),
+                        "(default ceil(L/3); no limit with --support none)"),
     "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
                                 "shows at each position (DMS tasks: measured substitutions, which the oracle "
                                 "can score)"),

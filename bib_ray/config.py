@@ -16,9 +16,20 @@ from bib_ray.core.support import SupportLevel
 from bib_ray.errors import UserError
 
 
+NUCLEOTIDES = frozenset("ACGTU")
+REFERENCE_STEPS = {"nucleotide": 100, "protein": 25}  # dna/BIB.py and protein/BIB.py, --Tmax
+
+
+def reference_steps(alphabet: str) -> int:
+    """The reference code's T for a task with these letters: 100 on DNA/RNA, 25 on proteins (and any
+    other alphabet)."""
+    return REFERENCE_STEPS["nucleotide" if set(alphabet) <= NUCLEOTIDES else "protein"]
+
+
 class DesignConfig(BaseModel):
-    """Everything a ``bib-ray design`` run needs; defaults follow the BIB reference code for DNA tasks,
-    except the support-constrained decode (``support``), which the reference does not have."""
+    """Everything a ``bib-ray design`` run needs; defaults follow the BIB reference code, except the
+    support-constrained decode (``support``), which the reference does not have. ``steps`` left unset
+    is the reference's T for the task's alphabet (``resolved_for``)."""
 
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
@@ -32,7 +43,8 @@ class DesignConfig(BaseModel):
     method: Method = Field(Method.BIB, description=f"design method: {methods_help()}")
     ntk_rows: int = Field(5000, ge=2, description=f"offline rows in the NTK proxy's kernel (backbone "
                           f"{NTK_BACKBONE!r}; a fixed random subset when the task has more)")
-    steps: int = Field(100, ge=1, le=100_000)
+    steps: int | None = Field(None, ge=1, le=100_000, description="optimisation steps T; unset: the "
+                              "reference's, 100 on DNA/RNA and 25 on proteins")
     designs: int = Field(128, ge=1, le=1_000_000)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     lr: float = Field(0.1, gt=0, description="Adam step size eta_0")
@@ -58,7 +70,7 @@ class DesignConfig(BaseModel):
     max_mutations: int | None = Field(None, ge=1, description="K: final designs differ from the task's reference "
                                       "(DMS wild type) or else from their start in at most K positions; unset: "
                                       "with support none no limit, else the task's mutation radius (DMS) or "
-                                      "ceil(L / 4)")
+                                      "ceil(L / 3)")
     observed_letters_only: bool = Field(False, description="designs use only letters that the offline data "
                                         "shows at each position (for DMS tasks: measured substitutions)")
     cotangents: CotangentBatching = Field(CotangentBatching.SEQUENTIAL,
@@ -108,13 +120,28 @@ class DesignConfig(BaseModel):
             raise ValueError(f"device {self.device!r} must be auto, cpu, cuda or cuda:N")
         return self
 
+    def resolved_for(self, alphabet: str) -> "DesignConfig":
+        """This config with its task-dependent defaults filled in for a task with these letters:
+        ``steps`` unset becomes ``reference_steps(alphabet)``."""
+        if self.steps is not None:
+            return self
+        return self.model_copy(update={"steps": reference_steps(alphabet)})
+
+    @property
+    def resolved_steps(self) -> int:
+        """``steps``, which must have been resolved for the task (``resolved_for``)."""
+        if self.steps is None:
+            raise ValueError("steps is unset: resolve the config for its task first (DesignConfig.resolved_for)")
+        return self.steps
+
     def optimiser_settings(self) -> OptimiserSettings:
         """The optimiser's settings of a gradient method (ValueError for ``evolution``, which has none)."""
         if not self.method.is_gradient:
             raise ValueError(f"method {self.method.value} does not run the gradient optimiser")
-        return OptimiserSettings(mode=self.method.mode, adaptive_eta=self.method.adaptive_eta, steps=self.steps,
-                                 lr=self.lr, target=self.target, gamma_init=self.gamma_init, gamma_lr=self.gamma_lr,
-                                 eta_meta_lr=self.eta_meta_lr, init_std=self.init_std, cotangents=self.cotangents)
+        return OptimiserSettings(mode=self.method.mode, adaptive_eta=self.method.adaptive_eta,
+                                 steps=self.resolved_steps, lr=self.lr, target=self.target,
+                                 gamma_init=self.gamma_init, gamma_lr=self.gamma_lr, eta_meta_lr=self.eta_meta_lr,
+                                 init_std=self.init_std, cotangents=self.cotangents)
 
     def aux_settings(self) -> AuxiliarySettings:
         return AuxiliarySettings(members=self.aux_members, hidden=self.aux_hidden, epochs=self.aux_epochs,

@@ -195,7 +195,8 @@ def decode_final(task: Task, config: DesignConfig, trajectory: TrajectoryResult)
 def evolution_settings(config: DesignConfig) -> EvolutionSettings:
     """``evolution``'s settings for ``config``: ``steps`` rounds, a population of ``designs`` and four
     children per member each round."""
-    return EvolutionSettings(rounds=config.steps, population=config.designs, children_per_round=4 * config.designs)
+    return EvolutionSettings(rounds=config.resolved_steps, population=config.designs,
+                             children_per_round=4 * config.designs)
 
 
 def evolution_constraints(task: Task, config: DesignConfig) -> SupportConstraints:
@@ -265,7 +266,7 @@ def run_seed(fitted: FittedProxy, config: DesignConfig, seed: int, progress: boo
     finished = time.perf_counter()
     return SeedResult(seed, trajectory, aux, aux_metrics, table, oracle_summary, timings={
         "aux_fit_s": aux_done - started, "optimise_s": optimised - aux_done,
-        "step_ms": 1000 * (optimised - aux_done) / config.steps, "evaluate_s": finished - optimised})
+        "step_ms": 1000 * (optimised - aux_done) / config.resolved_steps, "evaluate_s": finished - optimised})
 
 
 @dataclass
@@ -285,6 +286,7 @@ def run_design(config: DesignConfig, progress: bool = False, task: Task | None =
     loaded it already, else on ``config.task``)."""
     started = time.perf_counter()
     task = task if task is not None else load_task(config.task, config.data_dir, config.alphabet)
+    config = config.resolved_for(task.alphabet)
     fitted = fit_for_config(task, config, progress)
     results = [run_seed(fitted, config, seed, progress) for seed in config.seeds]
     return DesignRun(config, fitted, results, time.perf_counter() - started)

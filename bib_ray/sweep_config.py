@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bib_ray.config import DesignConfig, load_yaml_mapping, parse_model
+from bib_ray.config import DesignConfig, load_yaml_mapping, parse_model, reference_steps
 from bib_ray.selection import DEFAULT_METRIC, SelectionSettings
 
 TUNABLE = ("lr", "steps", "target", "beta_scale", "gamma_init", "gamma_lr", "eta_meta_lr", "method",
-           "aux_members", "aux_hidden", "aux_epochs", "backbone")
+           "aux_members", "aux_hidden", "aux_epochs", "backbone", "support", "max_mutations")
 NOT_IN_SWEEPS = "the NTK proxy (backbone ntk, method bdi) needs no LM embedding pass to share and is not swept"
 MetricName = Literal["expected-max", "pessimistic", "pessimistic-top", "holdout", "aux", "proxy-rank", "top-rank", "agreement"]
 
@@ -148,10 +148,17 @@ class SweepConfig(BaseModel):
     def base_config(self) -> DesignConfig:
         return DesignConfig.model_validate(self.base)
 
+    def resolved_for(self, alphabet: str) -> "SweepConfig":
+        """This sweep with ``base.steps`` filled in for a task with these letters when neither ``base`` nor
+        ``space`` sets it (``DesignConfig.resolved_for``)."""
+        if "steps" in self.base or "steps" in self.space:
+            return self
+        return self.model_copy(update={"base": {**self.base, "steps": reference_steps(alphabet)}})
+
     def max_reports(self) -> int:
-        """Reports of the longest trial (ASHA's max_t)."""
+        """Reports of the longest trial (ASHA's max_t); the sweep must be resolved for its task."""
         steps = self.space.get("steps")
-        longest = max(steps.extreme_values()) if steps is not None else self.base_config().steps
+        longest = max(steps.extreme_values()) if steps is not None else self.base_config().resolved_steps
         return math.ceil(longest / self.report_every)
 
 

@@ -137,6 +137,16 @@ def test_yaml_config_with_flag_override(tmp_path, capsys):
     assert "mode and adaptive_eta: replaced by method (--method / method:)" in capsys.readouterr().err
 
 
+def test_steps_default_to_the_references_t_for_the_alphabet(tmp_path):
+    """Unset --steps: 25 on a protein-like alphabet (protein/BIB.py), as recorded and as run."""
+    out = tmp_path / "o"
+    assert main(["design", "--task", "ehrlich:states=6,length=12,motifs=1,motif_length=3,offline=200",
+                 "--designs", "4", "--aux-epochs", "1", "--out", str(out), "--quiet", "--local"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hyperparameters"]["steps"] == 25
+    assert len(pd.read_csv(out / "history.csv")) == 25
+
+
 def test_parse_seeds():
     assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
 

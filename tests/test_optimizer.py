@@ -161,11 +161,18 @@ def test_eta_follows_the_auxiliary_model(problem, sign):
 
 
 def test_reference_defaults_reach_the_optimiser():
+    from bib_ray.alphabets import DNA, PROTEIN, RNA
     from bib_ray.config import DesignConfig
 
-    settings = DesignConfig().optimiser_settings()
+    settings = DesignConfig().resolved_for(DNA).optimiser_settings()
     assert settings.gamma_lr == 0.1 and settings.init_std == 0.01 and settings.lr == 0.1
-    assert DesignConfig(init_std=0.05).optimiser_settings().init_std == 0.05
+    assert DesignConfig(init_std=0.05).resolved_for(DNA).optimiser_settings().init_std == 0.05
+    # T as the reference: dna/BIB.py 100, protein/BIB.py 25; an explicit value wins
+    assert settings.steps == 100 and DesignConfig().resolved_for(RNA).steps == 100
+    assert DesignConfig().resolved_for(PROTEIN).optimiser_settings().steps == 25
+    assert DesignConfig(steps=7).resolved_for(PROTEIN).steps == 7
+    with pytest.raises(ValueError, match="resolve"):
+        DesignConfig().optimiser_settings()
     with pytest.raises(ValueError):
         OptimiserSettings(init_std=0.0)
 

@@ -147,7 +147,7 @@ def test_default_edit_limit():
     plain = Task(name="t", alphabet="ACGT", x=np.zeros((3, 10), dtype=np.int64), y=np.arange(3.0))
     scan = Task(name="s", alphabet="ACGT", x=np.zeros((3, 10), dtype=np.int64), y=np.arange(3.0),
                 reference=np.zeros(10, dtype=np.int64), details={"mutation_radius": 4})
-    assert task_support(plain, SupportLevel.PAIRS, None).max_edits == 3  # ceil(10 / 4)
+    assert task_support(plain, SupportLevel.PAIRS, None).max_edits == 4  # ceil(10 / 3)
     assert task_support(scan, SupportLevel.LETTERS, None).max_edits == 4
     assert task_support(plain, SupportLevel.PAIRS, 6).max_edits == 6
     assert task_support(plain, SupportLevel.NONE, None).max_edits is None

@@ -17,7 +17,7 @@ from bib_ray.config import RaySettings
 from bib_ray.distributed.sweep import run_sweep
 from bib_ray.errors import UserError
 from bib_ray.selection import split_offline
-from bib_ray.sweep_config import SweepConfig, load_sweep_config
+from bib_ray.sweep_config import Distribution, SweepConfig, load_sweep_config
 from bib_ray.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +45,7 @@ def test_shipped_sweep_configs_validate(config_file):
     ({"base": {"mode": "forward"}}, "method"),
     ({"space": {"method": {"choice": ["bib", "bdi"]}}}, "not swept"),
     ({"space": {"lr": {"uniform": [0.3, 0.1]}}}, "low < high"),
+    ({"space": {"max_mutations": {"choice": [0, 2]}}}, "max_mutations"),
     ({"space": {"lr": {"grid": [0.1, 0.2]}}}, "need search.algorithm: grid"),
     ({"base": {"seeds": [0, 1]}}, "one seed"),
     ({"metric": "oracle"}, "metric"),
@@ -71,7 +72,8 @@ def test_holdout_split_is_disjoint_and_fixed(shared_data_dir):
 @pytest.mark.parametrize("algorithm,metric", [("random", "pessimistic"), ("optuna", "top-rank")])
 def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm, metric):
     sweep = small_sweep(f"small-{algorithm}", algorithm, samples=3, metric=metric)  # top-rank: embeds top rows
-    sweep.base.update(data_dir=str(shared_data_dir), max_mutations=2)
+    sweep.base.update(data_dir=str(shared_data_dir))
+    sweep.space["max_mutations"] = Distribution(choice=[1, 2])  # the edit limit is a sweep dimension
     outcome = run_sweep(sweep, RaySettings(shards=1), tmp_path)
     table, best = outcome.table, outcome.best_dir
     assert outcome.failure is None
@@ -82,12 +84,46 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm,
     assert best is not None and (best / "designs.csv").is_file() and (best / "proxy" / "proxy.json").is_file()
     designs = pd.read_csv(best / "designs.csv")
     distance = [sum(a != b for a, b in zip(s, t)) for s, t in zip(designs.sequence, designs.start_sequence)]
-    assert max(distance) <= 2  # trials go through run_seed, so --max-mutations holds in sweeps too
+    assert max(distance) <= table.iloc[0]["max_mutations"]  # each trial's own edit limit holds
     best_summary = json.loads((best / "summary.json").read_text())
     assert best_summary["hyperparameters"]["lr"] == pytest.approx(table.iloc[0]["lr"])
     assert (tmp_path / sweep.name / "sweep_results.csv").is_file()
     with pytest.raises(UserError, match="holds a sweep already"):
         run_sweep(sweep, RaySettings(shards=1), tmp_path)
+
+
+class RecordingMetric:
+    """A stand-in selection metric that keeps every batch of designs a trial asks it to score."""
+
+    def __init__(self) -> None:
+        self.scored: list[np.ndarray] = []
+
+    def score(self, candidate) -> float:
+        self.scored.append(np.asarray(candidate.designs))
+        return 0.0
+
+
+def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data_dir, monkeypatch):
+    """Every report of a trial, not only the last, scores designs within the trial's edit limit K."""
+    from ray import tune
+
+    from bib_ray.distributed.sweep import PreparedBackbone, run_trial
+    from bib_ray.pipeline import fit_proxy
+
+    task = load_task("tfbind8-r", shared_data_dir)
+    fitted = fit_proxy(task, "tiny")
+    prepared = {"tiny": PreparedBackbone(fitted.statistics, fitted.aux_rows, fitted.aux_phi, None)}
+    sweep = small_sweep("reports")
+    sweep.base.update(steps=12)
+    reports = []
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    metric = RecordingMetric()
+    run_trial({"lr": 0.3, "method": "forward", "max_mutations": 1}, sweep, task, prepared, metric)
+    assert [r["step"] for r in reports] == [3, 6, 9, 12]
+    starts = task.starting_designs(8)
+    for codes in metric.scored:
+        assert ((codes != starts).sum(1) <= 1).all()
+    assert any((codes != starts).any() for codes in metric.scored)  # the designs did move
 
 
 @pytest.mark.slow

@@ -39,11 +39,12 @@ from bib_ray.specs import parse_seeds
 EHRLICH_SETTINGS = "ehrlich,ehrlich:length=64,motifs=4"  # (L 32, 2 motifs) and (L 64, 4 motifs), 20 states
 ALL_METHODS = ",".join(METHODS)
 LM_METHODS = ",".join(m for m in METHODS if m != "bdi")  # bdi needs no LM: the tiny presets already run it
-PRESET_DEFAULTS = dict(seeds="0-4", steps=25, designs=128, kernel_rows=5000, observed_letters_only=False)
+PRESET_DEFAULTS = dict(seeds="0-4", steps=None, designs=128,  # steps None: the reference T of each task
+                       kernel_rows=5000, observed_letters_only=False)
 PRESETS = {  # each names its tasks, backbones and methods; PRESET_DEFAULTS fill in the rest
     "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=ALL_METHODS, seeds="0", steps=5, designs=8,
                   kernel_rows=300),
-    "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=ALL_METHODS, steps=100),
+    "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=ALL_METHODS),
     "protein": dict(tasks=f"gb1,pab1,e4b,avgfp,{EHRLICH_SETTINGS}", backbones="tiny", methods=ALL_METHODS),
     "protein-unirep": dict(tasks="gb1,pab1,e4b,ehrlich", backbones="unirep-256", methods=LM_METHODS),
     "ntk": dict(tasks="tfbind8,tfbind8-r", backbones="ntk", methods="bib,bdi"),  # adaptive vs fixed gamma, NTK
@@ -81,7 +82,7 @@ def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: 
     return fitted, {**fitted.timings, "fit_s": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
-def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int, designs: int,
+def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int | None, designs: int,
              observed_letters_only: bool = False, kernel_rows: int = 5000) -> dict:
     """One (method, seed) on a fitted proxy (``run_seed``, as ``bib-ray design``) -> a row of normalised
     oracle percentiles and timings."""
@@ -92,7 +93,7 @@ def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, step
     task = fitted.task
     config = build_config(dict(task=task_spec, backbone=backbone, method=method, steps=steps, designs=designs,
                                seeds=[seed], ntk_rows=kernel_rows, observed_letters_only=observed_letters_only,
-                               device="cpu"))
+                               device="cpu")).resolved_for(task.alphabet)
     result = run_seed(fitted, config, seed)
     final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
@@ -127,7 +128,7 @@ def grid_cells(tasks: list[str], plan: dict[str, list[str]], seeds: list[int]) -
     return [(t, b, m, s) for t in tasks for b, methods in plan.items() for m in methods for s in seeds]
 
 
-def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int,
+def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int | None,
               designs: int, data_dir: str | None, progress: bool = True,
               kernel_rows: int = 5000, observed_letters_only: bool = False,
               skip: frozenset[tuple] = frozenset(),
@@ -276,7 +277,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbones")
     parser.add_argument("--methods", help=f"comma list of {','.join(METHODS)}")
     parser.add_argument("--seeds")
-    parser.add_argument("--steps", type=int)
+    parser.add_argument("--steps", type=int, help="optimisation steps (default: the reference T of each task, "
+                        "100 on DNA and 25 on proteins)")
     parser.add_argument("--designs", type=int)
     parser.add_argument("--kernel-rows", type=int, help="offline rows in the bdi method's NTK (default 5000)")
     parser.add_argument("--observed-letters-only", action="store_true", default=None,
@@ -317,7 +319,7 @@ def run(args: argparse.Namespace, command: str) -> int:
 
     where = connect(args.address)
     started = time.perf_counter()
-    new_rows, fits = run_suite(tasks, backbones, methods, seeds, int(values["steps"]), int(values["designs"]),
+    new_rows, fits = run_suite(tasks, backbones, methods, seeds, values["steps"], int(values["designs"]),
                                args.data_dir, progress=not args.quiet, kernel_rows=int(values["kernel_rows"]),
                                observed_letters_only=bool(values["observed_letters_only"]), skip=frozenset(kept),
                                on_row=lambda row: pd.DataFrame([row], columns=ROW_COLUMNS).to_csv(
@@ -330,7 +332,8 @@ def run(args: argparse.Namespace, command: str) -> int:
     if len(earlier):
         workers += f"\n  ({len(earlier)} earlier rows kept from {csv_path}; the times above are this run's)"
     restricted = ", observed letters only" if values["observed_letters_only"] else ""
-    report = (f"{table}\n\n```\n{workers}\n```\n\n{values['steps']} steps, {values['designs']} designs"
+    steps = f"{values['steps']} steps" if values["steps"] else "the reference's steps (100 on DNA, 25 on proteins)"
+    report = (f"{table}\n\n```\n{workers}\n```\n\n{steps}, {values['designs']} designs"
               f"{restricted}, on {where}; reproduce: `{command}`\n")
     (out / "suite.md").write_text(report)
     plot(frame, out / "suite.png")

@@ -185,14 +185,14 @@ class SupportConstraints:
         return codes.numpy()
 
 
-DEFAULT_EDIT_FRACTION = 0.25  # K = ceil(L / 4) edits from the start, unless the task gives a mutation radius
+DEFAULT_EDIT_DIVISOR = 3  # K = ceil(L / 3) edits from the start, unless the task gives a mutation radius
 
 
 def default_max_edits(task: Task) -> int:
     """K when none is given: the task's mutation radius when it has a reference sequence with one
-    (a DMS scan), else ceil(DEFAULT_EDIT_FRACTION * L)."""
+    (a DMS scan), else ceil(L / DEFAULT_EDIT_DIVISOR) (measured against L/4 and L/2: docs/method.md)."""
     radius = task.details.get("mutation_radius") if task.reference is not None else None
-    return int(radius) if radius is not None else math.ceil(DEFAULT_EDIT_FRACTION * task.length)
+    return int(radius) if radius is not None else math.ceil(task.length / DEFAULT_EDIT_DIVISOR)
 
 
 def task_support(task: Task, level: SupportLevel, max_edits: int | None) -> SupportConstraints:

@@ -99,7 +99,7 @@ def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPo
     scored = time.perf_counter()
     share = 1.0 / len(seeds)  # the seeds ran together: each gets an equal share of each stage's wall time
     timings = {"aux_fit_s": share * (aux_done - started), "optimise_s": share * (optimised - aux_done),
-               "step_ms": share * 1000 * (optimised - aux_done) / config.steps,
+               "step_ms": share * 1000 * (optimised - aux_done) / config.resolved_steps,
                "evaluate_s": share * (scored - optimised)}
     results = []
     for seed, (aux, metrics), trajectory, seed_scores in zip(seeds, trained, trajectories, scores):
@@ -115,6 +115,7 @@ def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: boo
     The task is loaded here, on the driver (unless given), and shipped: workers need no data files."""
     started = time.perf_counter()
     task = task if task is not None else load_task(config.task, config.data_dir, config.alphabet)
+    config = config.resolved_for(task.alphabet)
     where = connect(settings.address)
     if config.uses_ntk_proxy:
         import ray

@@ -28,6 +28,7 @@ from bib_ray.config import DesignConfig, RaySettings
 from bib_ray.core.optimizer import BIBOptimiser
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
+from bib_ray.core.support import decode_designs
 from bib_ray.errors import UserError
 from bib_ray.selection import (METRICS, Candidate, RowEmbeddings, SelectionData, SelectionMetric, build_metric,
                                needs_split, split_offline, top_rows)
@@ -122,11 +123,16 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     def score(codes: torch.Tensor) -> float:
         return metric.score(Candidate(codes.cpu().numpy(), config.backbone, proxy, aux, embedder.embed_codes))
 
-    def report(step: int, logits: torch.Tensor) -> None:
-        if (step + 1) % sweep.report_every == 0 and step + 1 < config.steps:
-            tune.report({METRIC: score(logits.argmax(-1)), "step": step + 1})
-
     def runner(fitted_, aux_, settings, logits: torch.Tensor, _batch: int, _progress: bool):
+        starts = logits.argmax(-1).numpy()
+
+        def report(step: int, current: torch.Tensor) -> None:
+            """The metric of the designs as the final decode would give them at this step."""
+            if (step + 1) % sweep.report_every == 0 and step + 1 < config.steps:
+                designs = decode_designs(train_task, starts, current.detach().cpu().numpy(), config.support,
+                                         config.max_mutations)
+                tune.report({METRIC: score(torch.as_tensor(designs)), "step": step + 1})
+
         optimiser = BIBOptimiser(embedder.embed_designs, proxy, settings, aux_)
         return optimiser.run_from_logits(logits.to(device), on_step=report)
 
@@ -255,6 +261,7 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
                         f"--out / --storage")
     base = sweep.base_config()
     task = load_task(base.task, base.data_dir, base.alphabet)
+    sweep = sweep.resolved_for(task.alphabet)
     train, holdout = split_offline(task, sweep.holdout_fraction) if needs_split(sweep.metric) else (task, None)
     needs = METRICS[sweep.metric].needs_embeddings
     prepared = prepare(sweep, train, holdout, settings, progress, needs)
