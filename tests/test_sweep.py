@@ -90,6 +90,9 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm,
     assert (tmp_path / sweep.name / "sweep_results.csv").is_file()
     with pytest.raises(UserError, match="holds a sweep already"):
         run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    if algorithm == "random":  # search.seed fixes the draws: the same sweep again samples the same trials
+        again = run_sweep(sweep.model_copy(update={"name": "again"}), RaySettings(shards=1), tmp_path).table
+        assert sorted(again.lr) == pytest.approx(sorted(table.lr))
 
 
 class RecordingMetric:

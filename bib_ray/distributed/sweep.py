@@ -148,17 +148,22 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
 
 
 def _search_algorithm(sweep: SweepConfig):
-    algorithm = sweep.search.algorithm
+    """The Tune searcher of ``search.algorithm``, seeded with ``search.seed`` (so a sweep draws the
+    same trials when run again) and running at most ``search.max_concurrent`` trials at once."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    algorithm, seed, at_once = sweep.search.algorithm, sweep.search.seed, sweep.search.max_concurrent
     if algorithm in ("random", "grid"):
-        return None
+        return BasicVariantGenerator(random_state=seed, max_concurrent=at_once)
     try:
         if algorithm == "optuna":
             from ray.tune.search.optuna import OptunaSearch
 
-            return OptunaSearch(seed=sweep.search.seed)
+            return ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=at_once)
         from ray.tune.search.hyperopt import HyperOptSearch
 
-        return HyperOptSearch(random_state_seed=sweep.search.seed)
+        return ConcurrencyLimiter(HyperOptSearch(random_state_seed=seed), max_concurrent=at_once)
     except (ImportError, AssertionError) as error:
         raise UserError(f"search algorithm {algorithm!r} needs its package: pip install {algorithm} ({error})") from None
 
@@ -277,8 +282,7 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
             trainable,
             param_space={name: distribution.to_tune() for name, distribution in sweep.space.items()},
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=sweep.search.num_samples,
-                                        search_alg=_search_algorithm(sweep), scheduler=_scheduler(sweep),
-                                        max_concurrent_trials=sweep.search.max_concurrent),
+                                        search_alg=_search_algorithm(sweep), scheduler=_scheduler(sweep)),
             run_config=tune.RunConfig(name=sweep.name, storage_path=storage_root(storage or str(out)),
                                       verbose=1 if progress else 0))
     grid = tuner.fit()
