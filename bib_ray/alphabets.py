@@ -11,6 +11,12 @@ RNA = "ACGU"
 PROTEIN = "ACDEFGHIKLMNPQRSTVWY"
 
 NAMED_ALPHABETS = {"dna": DNA, "rna": RNA, "protein": PROTEIN}
+NUCLEOTIDES = frozenset(DNA) | frozenset(RNA)
+
+
+def is_nucleotide(letters: str) -> bool:
+    """Whether every letter of ``letters`` is a nucleotide (A, C, G, T, U)."""
+    return set(letters) <= NUCLEOTIDES
 
 
 def resolve_alphabet(name_or_letters: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bib_ray.alphabets import is_nucleotide
 from bib_ray.backbones import trust_remote_code_spec
 from bib_ray.core.aux_ensemble import AuxiliarySettings
 from bib_ray.core.methods import NTK_BACKBONE, Method, methods_help
@@ -16,14 +17,13 @@ from bib_ray.core.support import SupportLevel
 from bib_ray.errors import UserError
 
 
-NUCLEOTIDES = frozenset("ACGTU")
 REFERENCE_STEPS = {"nucleotide": 100, "protein": 25}  # dna/BIB.py and protein/BIB.py, --Tmax
 
 
 def reference_steps(alphabet: str) -> int:
     """The reference code's T for a task with these letters: 100 on DNA/RNA, 25 on proteins (and any
     other alphabet)."""
-    return REFERENCE_STEPS["nucleotide" if set(alphabet) <= NUCLEOTIDES else "protein"]
+    return REFERENCE_STEPS["nucleotide" if is_nucleotide(alphabet) else "protein"]
 
 
 class DesignConfig(BaseModel):

@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from bib_ray.bench import exit_with, module_main
-from bib_ray.config import NUCLEOTIDES, REFERENCE_STEPS, reference_steps
+from bib_ray.alphabets import is_nucleotide
+from bib_ray.config import REFERENCE_STEPS, reference_steps
 from bib_ray.errors import UserError
 from bib_ray.selection import (
     METRIC_NAMES,
@@ -72,7 +73,7 @@ def config_label(config: dict) -> str:
 
 def default_steps(task: Task) -> int:
     """``DNA_STEPS`` on DNA/RNA, else the reference's T (``reference_steps``)."""
-    return DNA_STEPS if set(task.alphabet) <= NUCLEOTIDES else reference_steps(task.alphabet)
+    return DNA_STEPS if is_nucleotide(task.alphabet) else reference_steps(task.alphabet)
 
 
 def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names: list[str],

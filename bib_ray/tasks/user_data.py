@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bib_ray.alphabets import DNA, NAMED_ALPHABETS, PROTEIN, RNA, alphabet_name, encode, resolve_alphabet
+from bib_ray.alphabets import (DNA, NAMED_ALPHABETS, NUCLEOTIDES, PROTEIN, RNA, alphabet_name, encode,
+                              is_nucleotide, resolve_alphabet)
 from bib_ray.errors import UserError
 from bib_ray.tasks.base import Task
 
@@ -203,7 +204,6 @@ def _parse_score(label: str, raw: object, path: Path) -> float:
     return value
 
 
-NUCLEOTIDES = set(DNA) | set(RNA)
 NEAR_NUCLEOTIDE_LETTERS = 0.95  # share of all letters in ACGTU from which odd rows are refused ...
 NEAR_NUCLEOTIDE_ROWS = 0.90  # ... or share of rows that are all ACGTU
 _ROWS_NAMED = 5  # rows a refusal names
@@ -225,7 +225,7 @@ def detect_alphabet(sequences: list[str], labels: list[str], path: Path) -> str:
         return RNA
     nucleotide_letters = sum(sum(seq.count(n) for n in NUCLEOTIDES) for seq in sequences)
     total_letters = sum(len(seq) for seq in sequences)
-    nucleotide_rows = sum(set(seq) <= NUCLEOTIDES for seq in sequences)
+    nucleotide_rows = sum(is_nucleotide(seq) for seq in sequences)
     if nucleotide_letters < NEAR_NUCLEOTIDE_LETTERS * total_letters \
             and nucleotide_rows < NEAR_NUCLEOTIDE_ROWS * len(sequences):
         return PROTEIN
