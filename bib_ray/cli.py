@@ -12,87 +12,21 @@ from pathlib import Path
 
 from bib_ray.distributed.runtime import set_verbose
 from bib_ray.errors import UserError
-from bib_ray.specs import parse_seeds
-
-FlagTable = dict[str, tuple[str, type, str]]  # flag -> (settings field, type, help)
-
-DESIGN_FLAGS: FlagTable = {  # DesignConfig fields
-    "--task": ("task", str, "task spec, e.g. ehrlich, tfbind8, tfbind8-r, gb1, user:my.csv (default ehrlich)"),
-    "--data-dir": ("data_dir", str, "directory with task data files (default $BIB_RAY_DATA)"),
-    "--alphabet": ("alphabet", str, "alphabet of a user data file: dna, rna, protein or the letters (default: detected)"),
-    "--backbone": ("backbone", str, "LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH, or ntk: the NTK "
-                   "proxy on one-hot features (default tiny)"),
-    "--trust-remote-code": ("trust_remote_code", bool, "let a Hugging Face backbone run the modelling/tokenizer "
-                            "code its checkpoint ships (HyenaDNA, Nucleotide Transformer v2, ...); off by default"),
-    "--method": ("method", str, "bib (default), bib+eta, bidirectional, forward, forward+eta, backward, evolution "
-                 "or bdi (bidirectional on the NTK proxy: backbone ntk)"),
-    "--steps": ("steps", int, "optimisation steps T (default: the reference's, 100 on DNA/RNA, 25 on proteins)"),
-    "--designs": ("designs", int, "designs (trajectories) per seed (default 128)"),
-    "--lr": ("lr", float, "Adam step size eta_0 (default 0.1)"),
-    "--target": ("target", float, "target score y_h in standardised units (default 10)"),
-    "--beta-scale": ("beta_scale", float, "ridge beta = scale * trace(G)/N (default 1e-6)"),
-    "--gamma-init": ("gamma_init", float, "gamma of bidirectional / bdi, start of bib's gamma (default 0.5)"),
-    "--gamma-lr": ("gamma_lr", float, "Adam step size of adaptive gamma (default 0.1, as the reference)"),
-    "--init-std": ("init_std", float, "std of the initial logits' noise (default 0.01, as the reference)"),
-    "--eta-meta-lr": ("eta_meta_lr", float, "Adaptive-eta coefficient of bib+eta / forward+eta (default 0.01)"),
-    "--ntk-rows": ("ntk_rows", int, "offline rows in the NTK proxy's kernel (backbone ntk; default 5000)"),
-    "--aux-members": ("aux_members", int, "auxiliary ensemble size (default 5)"),
-    "--aux-hidden": ("aux_hidden", int, "hidden units of each aux member (default 64)"),
-    "--aux-epochs": ("aux_epochs", int, "training epochs of the aux ensemble (default 20)"),
-    "--aux-max-rows": ("aux_max_rows", int, "offline rows the aux ensemble trains on (default 20000)"),
-    "--support": ("support", str, "constraints of the final decode, learned from the offline set: none, letters "
-                  "or pairs (letters and adjacent pairs seen at each position; default)"),
-    "--max-mutations": ("max_mutations", int, "final designs keep at most K substitutions from the wild type "
-                        "(DMS tasks; default their mutation radius) or else from their starting sequence "
-                        "(default ceil(L/3); no limit with --support none)"),
-    "--observed-letters-only": ("observed_letters_only", bool, "designs use only letters the offline data "
-                                "shows at each position (DMS tasks: measured substitutions, which the oracle "
-                                "can score)"),
-    "--embed-batch-size": ("embed_batch_size", int, "rows per LM call when embedding (default 512)"),
-    "--trajectory-batch": ("trajectory_batch", int, "trajectories per LM call / Ray task (default 128)"),
-    "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
-    "--dtype": ("dtype", str, "precision of the LM weights: float32, bfloat16 or float16 (default float32)"),
-}
-
-
-RAY_FLAGS: FlagTable = {  # RaySettings fields
-    "--address": ("address", str, "Ray cluster to use (default $RAY_ADDRESS, else an embedded local Ray)"),
-    "--shards": ("shards", int, "LM replicas (Ray actors); default one per GPU, else per CPU (max 8)"),
-    "--cpus-per-shard": ("cpus_per_shard", float, "CPUs per shard actor (default 1)"),
-    "--gpus-per-shard": ("gpus_per_shard", float, "GPUs per shard actor: a fraction shares a GPU, K > 1 splits "
-                         "one LM over K GPUs (default 1 with GPUs)"),
-    "--placement-timeout": ("placement_timeout_s", float, "seconds the shards may wait for the cluster's "
-                            "resources before the run fails (default 300)"),
-}
-
-
-def add_flags(parser: argparse.ArgumentParser, table: FlagTable) -> None:
-    for flag, (_, kind, text) in table.items():
-        if kind is bool:  # a switch: True when given, else left to the config / default
-            parser.add_argument(flag, action="store_true", default=None, help=text)
-        else:
-            parser.add_argument(flag, type=kind, help=text)
-
-
-def flag_values(args: argparse.Namespace, table: FlagTable) -> dict:
-    """{settings field: value} for the flags of ``table`` that were given."""
-    values = {field: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (field, _, _) in table.items()}
-    return {field: value for field, value in values.items() if value is not None}
-
+from bib_ray.flags import add_model_flags, model_flag_values
 
 def ray_settings(args: argparse.Namespace):
-    from bib_ray.config import RaySettings, parse_model
+    from bib_ray.distributed.settings import RaySettings
+    from bib_ray.validation import parse_model
 
-    return parse_model(RaySettings, flag_values(args, RAY_FLAGS), "invalid Ray settings")
+    return parse_model(RaySettings, model_flag_values(args, RaySettings), "invalid Ray settings")
 
 
 def _design_values(args: argparse.Namespace) -> dict:
-    from bib_ray.config import load_yaml_mapping
+    from bib_ray.run.config import DesignConfig
+    from bib_ray.validation import load_yaml_mapping
 
     values = load_yaml_mapping(args.config) if args.config else {}
-    values.update(flag_values(args, DESIGN_FLAGS))
-    if args.seeds is not None:
-        values["seeds"] = parse_seeds(args.seeds)
+    values.update(model_flag_values(args, DesignConfig))
     return values
 
 
@@ -147,8 +81,8 @@ def describe_task(task) -> str:
 
 
 def cmd_design(args: argparse.Namespace) -> int:
-    from bib_ray.config import build_config
-    from bib_ray.report import check_run_directory, remove_run_outputs, write_run_directory
+    from bib_ray.run.config import build_config
+    from bib_ray.run.report import check_run_directory, remove_run_outputs, write_run_directory
     from bib_ray.tasks import load_task
 
     config = build_config(_design_values(args))
@@ -158,9 +92,10 @@ def cmd_design(args: argparse.Namespace) -> int:
     task = load_task(config.task, config.data_dir, config.alphabet)  # bad data fails here, before Ray or a model
     print(describe_task(task), flush=True)
     if args.local:
-        from bib_ray.pipeline import run_design
+        from bib_ray.run.engine import run_design
+        from bib_ray.run.executor import LocalExecutor
 
-        run = run_design(config, progress=not args.quiet, task=task)
+        run = run_design(config, task, LocalExecutor(progress=not args.quiet))
     else:
         from bib_ray.distributed.design import run_design_on_ray
 
@@ -173,8 +108,8 @@ def cmd_design(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bib_ray.distributed.sweep import METRIC, chosen_against_completed, run_sweep
-    from bib_ray.sweep_config import load_sweep_config
+    from bib_ray.sweep.driver import METRIC, chosen_against_completed, run_sweep
+    from bib_ray.sweep.config import load_sweep_config
 
     sweep = load_sweep_config(args.config)
     if args.data_dir:
@@ -197,23 +132,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-SERVE_FLAGS: FlagTable = {  # ServiceSettings fields
-    "--device": ("device", str, "device of the LM in each replica: auto, cpu, cuda (default auto)"),
-    "--max-batch-sequences": ("max_batch_sequences", int, "sequences per batched LM call (default 128)"),
-    "--batch-wait-timeout": ("batch_wait_timeout_s", float, "seconds a batch waits to fill (default 0.005)"),
-    "--max-sequences-per-request": ("max_sequences_per_request", int, "per-request limit (default 128)"),
-    "--max-body-bytes": ("max_body_bytes", int, "request body limit in bytes (default 1000000)"),
-    "--api-key-env": ("api_key_env", str, "env var with the key clients must send as X-API-Key"),
-}
-
-
 SERVE_STOP_WAIT_S = 60.0  # how long Ctrl-C on `bib-ray serve` waits for Serve and the embedded Ray to stop
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bib_ray.distributed.runtime import connect
     from bib_ray.service import launch
-    from bib_ray.service.settings import DEFAULT_DEPLOYMENT, ServeDeployment, load_serve_yaml, parse_service_settings
+    from bib_ray.service.settings import (DEFAULT_DEPLOYMENT, ServeDeployment, ServiceSettings, load_serve_yaml,
+                                         parse_service_settings)
 
     deployment = load_serve_yaml(args.config) if args.config else ServeDeployment(**DEFAULT_DEPLOYMENT)
     actor_options = dict(deployment.ray_actor_options)
@@ -224,7 +150,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             actor_options[key] = value
     deployment = deployment.with_overrides(host=args.host, port=args.port, num_replicas=args.replicas,
                                            ray_actor_options=actor_options)
-    values = dict(deployment.settings_args, artifact=args.artifact, **flag_values(args, SERVE_FLAGS))
+    values = dict(deployment.settings_args, artifact=args.artifact,
+                  **model_flag_values(args, ServiceSettings, exclude=("artifact",)))
     settings = parse_service_settings(values).with_checked_artifact()
     settings.resolve_api_key()  # fail before starting Ray
     on_cluster = bool(args.address or os.environ.get("RAY_ADDRESS"))
@@ -252,7 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bib_ray.client import ProxyClient
+    from bib_ray.service.client import ProxyClient
     from bib_ray.service.settings import key_from_env
     from bib_ray.tasks.user_data import read_sequences
 
@@ -298,6 +225,10 @@ def cmd_backbones(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bib_ray.distributed.settings import RaySettings
+    from bib_ray.run.config import DesignConfig
+    from bib_ray.service.settings import ServiceSettings
+
     parser = argparse.ArgumentParser(prog="bib-ray", description=__doc__.splitlines()[0])
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--verbose", action="store_true", help="also show Ray's own start-up, shutdown and "
@@ -306,14 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      parser_class=functools.partial(argparse.ArgumentParser, parents=[output]))
     design = commands.add_parser("design", help="fit the proxy and design sequences")
     design.add_argument("--config", help="YAML file of design settings (flags override it)")
-    add_flags(design, DESIGN_FLAGS)
-    design.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
+    add_model_flags(design, DesignConfig)
     design.add_argument("--out", help="output directory, new or empty (default runs/<task>-<method>-<time>)")
     design.add_argument("--overwrite", action="store_true", help="--out may hold an earlier run: its outputs "
                         "are replaced once this run has finished")
     design.add_argument("--quiet", action="store_true", help="no progress bars")
     design.add_argument("--local", action="store_true", help="run in this process, without Ray")
-    add_flags(design, RAY_FLAGS)
+    add_model_flags(design, RaySettings)
     design.set_defaults(handler=cmd_design)
     sweep = commands.add_parser("sweep", help="Ray Tune search over the outer hyper-parameters")
     sweep.add_argument("--config", required=True, help="sweep YAML, e.g. tune_configs/quick.yaml")
@@ -326,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name "
                        "(from --storage when given)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
-    add_flags(sweep, RAY_FLAGS)
+    add_model_flags(sweep, RaySettings)
     sweep.set_defaults(handler=cmd_sweep)
     serve = commands.add_parser("serve", help="serve a fitted proxy artifact over HTTP (Ray Serve)")
     serve.add_argument("artifact", help="proxy artifact directory, e.g. runs/<run>/proxy")
@@ -336,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=int, help="replicas of the scoring deployment (default 1)")
     serve.add_argument("--cpus-per-replica", type=float, help="CPUs per replica (default 1)")
     serve.add_argument("--gpus-per-replica", type=float, help="GPUs per replica, fractions allowed (default 0)")
-    add_flags(serve, SERVE_FLAGS)
+    add_model_flags(serve, ServiceSettings, exclude=("artifact",))
     serve.add_argument("--address", help="Ray cluster to deploy on (default $RAY_ADDRESS, else embedded local Ray)")
     serve.set_defaults(handler=cmd_serve)
     score = commands.add_parser("score", help="score a CSV/FASTA of sequences through a running service")

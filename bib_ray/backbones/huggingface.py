@@ -110,9 +110,9 @@ def parse_hf_options(items: Sequence[str], what: str) -> dict[str, str]:
     return options
 
 
-def hf_options_text(options: dict[str, str]) -> str:
-    """The options of ``parse_hf_options`` as 'name=value,...' in ``HF_OPTION_NAMES`` order."""
-    return ",".join(f"{name}={options[name]}" for name in HF_OPTION_NAMES if name in options)
+def hf_option_items(options: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The options of ``parse_hf_options`` as (name, value) pairs in ``HF_OPTION_NAMES`` order."""
+    return tuple((name, options[name]) for name in HF_OPTION_NAMES if name in options)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ import time
 import numpy as np
 import torch
 
-from bib_ray.config import DesignConfig
 from bib_ray.core.methods import Method
 from bib_ray.core.optimizer import BIBOptimiser, CotangentBatching, OptimiserSettings
-from bib_ray.pipeline import FittedProxy, fit_proxy, initial_logits, train_aux
+from bib_ray.proxy.fitting import FittedProxy
+from bib_ray.run.config import DesignConfig
+from bib_ray.run.engine import initial_logits
+from bib_ray.run.executor import LocalExecutor
 from bib_ray.tasks import Task, load_task
 from bib_ray.tasks.data_dir import resolve_data_dir
 from bib_ray.tasks.tfbind import load_tfbind8_rows
@@ -111,12 +113,13 @@ def main() -> None:
     torch.manual_seed(0)
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
 
-    fitted_r = fit_proxy(load_task("tfbind8-r", args.data_dir), "tiny")
-    aux_r, _ = train_aux(fitted_r, DesignConfig().aux_settings(), 0)
+    executor, config = LocalExecutor(), DesignConfig()
+    fitted_r = executor.fit(load_task("tfbind8-r", args.data_dir), config.proxy_settings())
+    (aux_r, _), = executor.train_aux(fitted_r, config.aux_settings(), [0])
     rows += batched_vs_loop(fitted_r, aux_r, args.designs, args.steps)
 
-    fitted_all = fit_proxy(all_rows_task(args.data_dir), "tiny")
-    aux_all, _ = train_aux(fitted_all, DesignConfig().aux_settings(), 0)
+    fitted_all = executor.fit(all_rows_task(args.data_dir), config.proxy_settings())
+    (aux_all, _), = executor.train_aux(fitted_all, config.aux_settings(), [0])
     sizes = {label: (_optimiser(fitted, aux, method=Method.BIB, steps=args.timing_steps),
                      _initial_logits(fitted, args.designs))
              for label, fitted, aux in (("5,000", fitted_r, aux_r), ("65,792", fitted_all, aux_all))}

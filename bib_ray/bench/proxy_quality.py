@@ -10,8 +10,9 @@ import argparse
 
 import numpy as np
 
-from bib_ray.evaluation import spearman
-from bib_ray.pipeline import fit_proxy
+from bib_ray.tasks.evaluation import spearman
+from bib_ray.backbones import BackboneSpec
+from bib_ray.proxy.fitting import ProxySettings, fit_proxy
 from bib_ray.tasks import load_task
 
 MAX_ENUMERATED = 1 << 17
@@ -40,7 +41,7 @@ def main() -> None:
     print(f"| backbone | Spearman, all {known.sum()} | Spearman, unseen top half | oracle of proxy's best "
           f"(normalised) | best offline |\n|---|---|---|---|---|")
     for spec in args.backbones.split(","):
-        fitted = fit_proxy(task, spec, batch_size=4096)
+        fitted = fit_proxy(task, ProxySettings(BackboneSpec.parse(spec), embed_batch_size=4096))
         predicted = fitted.proxy.predict(fitted.embedder.embed_codes(codes, 4096)).numpy()
         best = codes[np.argmax(predicted)]
         print(f"| {spec} | {spearman(predicted[known], truth[known]):.3f} | "

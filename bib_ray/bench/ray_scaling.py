@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bib_ray.config import RaySettings, build_config
 from bib_ray.distributed.runtime import connect
+from bib_ray.distributed.settings import RaySettings
 from bib_ray.distributed.shards import ShardPool, ShardResources
-from bib_ray.pipeline import fit_proxy, initial_logits, train_aux
+from bib_ray.run.config import build_config
+from bib_ray.run.engine import initial_logits
+from bib_ray.run.executor import LocalExecutor
 from bib_ray.tasks import load_task
 
 REPEATS = 3  # medians of this many timed passes
@@ -49,18 +51,19 @@ def embedding_rows_per_s(task, backbone: str, shards: int) -> float:
 
 def trajectory_seconds(task, backbone: str, shards: int, designs: int, steps: int) -> float:
     config = build_config(dict(task=task.name, backbone=backbone, method="bib", steps=steps, designs=designs))
-    fitted = fit_proxy(task, backbone)
-    aux, _ = train_aux(fitted, config.aux_settings(), 0)
+    executor = LocalExecutor()
+    fitted = executor.fit(task, config.proxy_settings())
+    (aux, _), = executor.train_aux(fitted, config.aux_settings(), [0])
     logits = initial_logits(task, designs, 0, 0.1)
     pool = ShardPool(backbone, task, ShardResources(count=shards))
     try:
         batch = -(-designs // shards)  # one batch per worker, as `bib-ray design` splits them
         warm_up = dataclasses.replace(config.optimiser_settings(), steps=2)
-        pool.run_trajectories(fitted.proxy, aux, warm_up, logits, batch, False)
+        pool.run_seeds(fitted.proxy, [aux], warm_up, [logits], batch)
         seconds = []
         for _ in range(REPEATS):
             started = time.perf_counter()
-            pool.run_trajectories(fitted.proxy, aux, config.optimiser_settings(), logits, batch, False)
+            pool.run_seeds(fitted.proxy, [aux], config.optimiser_settings(), [logits], batch)
             seconds.append(time.perf_counter() - started)
         return float(np.median(seconds))
     finally:
@@ -68,8 +71,8 @@ def trajectory_seconds(task, backbone: str, shards: int, designs: int, steps: in
 
 
 def sweep_trials_per_minute(data_dir: str | None) -> tuple[pd.DataFrame, float]:
-    from bib_ray.distributed.sweep import run_sweep
-    from bib_ray.sweep_config import load_sweep_config
+    from bib_ray.sweep.driver import run_sweep
+    from bib_ray.sweep.config import load_sweep_config
 
     sweep = load_sweep_config(str(QUICK_SWEEP))
     if data_dir:

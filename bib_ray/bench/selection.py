@@ -4,9 +4,9 @@
     python -m bib_ray.bench.selection --data-dir ../shared/data --quick         # two tasks, one seed
 
 For each task, as a sweep does: a fixed random 20 % of the offline rows is held out from every
-run (``bib_ray.selection.split_offline``); each backbone's proxy is fitted on the rest; a fixed
+run (``bib_ray.sweep.selection.split_offline``); each backbone's proxy is fitted on the rest; a fixed
 grid of configurations (backbone x method x (lr, target)) runs once per seed; and every metric
-(``bib_ray.selection.METRICS``) scores every run, so all metrics judge identical designs. The
+(``bib_ray.sweep.selection.METRICS``) scores every run, so all metrics judge identical designs. The
 runs see a copy of the task without its oracle. Only afterwards does the oracle score the
 designs, and it is used for nothing but judging the metrics: per task and metric,
 
@@ -36,16 +36,15 @@ import pandas as pd
 
 from bib_ray.bench import exit_with, module_main
 from bib_ray.alphabets import is_nucleotide
-from bib_ray.config import REFERENCE_STEPS, reference_steps
+from bib_ray.run.config import REFERENCE_STEPS, reference_steps
 from bib_ray.errors import UserError
-from bib_ray.selection import (
+from bib_ray.sweep.selection import (
     METRIC_NAMES,
     METRICS,
     Candidate,
     RowEmbeddings,
-    SelectionData,
     SelectionSettings,
-    build_metric,
+    fit_metrics,
     rank_correlation,
     split_offline,
     top_rows,
@@ -82,38 +81,33 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
     """Run every configuration for every seed on the training split of ``task`` and score each run
     with every metric. The runs and metrics get the task without its oracle. Returns one row per run:
     the configuration, ``seed``, one column per metric and ``codes`` (the final designs, (B, L))."""
-    from bib_ray.config import build_config
-    from bib_ray.pipeline import fit_proxy, run_seed, train_aux
+    from bib_ray.run.config import build_config
+    from bib_ray.run.engine import run_design
+    from bib_ray.run.executor import LocalExecutor
 
     settings = settings or SelectionSettings()
     offline = dataclasses.replace(task, oracle=None)  # nothing below can reach the oracle
     train, held = split_offline(offline, holdout_fraction)
     base = {"task": task.name, "device": "cpu", **(base or {})}
     base_config = build_config({**base, "seeds": [seeds[0]]})
-    metrics = {name: build_metric(name, settings, base_config.aux_settings(), seeds[0]) for name in metric_names}
-    needs = frozenset().union(*(metric.needs_embeddings for metric in metrics.values()))
+    needs = frozenset().union(*(METRICS[name].needs_embeddings for name in metric_names))
+    executor = LocalExecutor(reuse_aux=True)  # methods of one backbone and seed share the aux ensemble
     fitted, embeddings = {}, {}
     top = top_rows(train.y, settings.top_rows)
     for backbone in dict.fromkeys(config["backbone"] for config in configs):
-        fit = fit_proxy(train, backbone, base_config.beta_scale, "cpu", base_config.embed_batch_size,
-                        aux_max_rows=base_config.aux_max_rows)
+        fit = executor.fit(train, build_config({**base, "backbone": backbone}).proxy_settings())
         fitted[backbone] = fit
         if needs:
             embeddings[backbone] = RowEmbeddings(held=fit.embedder.embed_codes(held.x),
                                                  top=fit.embedder.embed_codes(train.x[top]) if "top" in needs else None)
-    data = SelectionData.from_tasks(train, held, embeddings)
-    for metric in metrics.values():
-        metric.fit(data)
-    rows, auxes = [], {}
+    metrics = fit_metrics(metric_names, train, held, embeddings, settings, base_config.aux_settings(), seeds[0])
+    rows = []
     for config in configs:
         for seed in seeds:
             started = time.perf_counter()
-            design = build_config({**base, **config, "seeds": [seed]})
             fit = fitted[config["backbone"]]
-            key = (config["backbone"], seed, design.aux_settings())  # the same ensemble for every method
-            if key not in auxes:
-                auxes[key] = train_aux(fit, design.aux_settings(), seed)
-            result = run_seed(fit, design, seed, trained_aux=auxes[key])
+            result = run_design(build_config({**base, **config, "seeds": [seed]}), train, executor,
+                                fitted=fit).seeds[0]
             candidate = Candidate(result.trajectory.final_codes, config["backbone"], fit.proxy, result.aux,
                                   fit.embedder.embed_codes)
             row = {"task": task.name, "config": config_label(config), **config, "seed": seed,
@@ -129,7 +123,7 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
 def score_with_oracle(task: Task, runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with the oracle's normalised 100th and 50th percentiles of each run's designs (for
     judging the metrics only), without the designs themselves."""
-    from bib_ray.evaluation import evaluate_with_oracle
+    from bib_ray.tasks.evaluation import evaluate_with_oracle
 
     if task.oracle is None:
         raise UserError(f"task {task.name} has no oracle: the selection benchmark needs one to judge the metrics")
@@ -268,10 +262,8 @@ def rescore(out: Path, metric_names: list[str], data_dir: str | None, holdout_fr
         designs = {key: saved[key] for key in saved.files}
     for spec in runs.task.unique():
         offline = dataclasses.replace(load_task(spec, data_dir), oracle=None)
-        data = SelectionData.from_tasks(*split_offline(offline, holdout_fraction))
         rows = runs.task == spec
-        for name in redo:
-            metric = build_metric(name, settings).fit(data)
+        for name, metric in fit_metrics(redo, *split_offline(offline, holdout_fraction), {}, settings).items():
             runs.loc[rows, name] = [metric.score(Candidate(designs[f"{spec}|{r.config}|{r.seed}"], r.backbone))
                                     for r in runs[rows].itertuples()]
     return runs

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bib_ray.artifacts import load_proxy_artifact
-from bib_ray.client import ProxyClient, ServiceError
+from bib_ray.proxy.artifacts import load_proxy_artifact
+from bib_ray.service.client import ProxyClient, ServiceError
 from bib_ray.core.aux_ensemble import AuxiliarySettings
 from bib_ray.distributed.runtime import connect, disconnect
-from bib_ray.pipeline import fit_and_save_proxy
+from bib_ray.backbones import BackboneSpec
+from bib_ray.proxy.fitting import ProxySettings, fit_and_save_proxy
 from bib_ray.service import launch
 from bib_ray.service.settings import APPLICATION_NAME, DEFAULT_DEPLOYMENT, ServeDeployment, ServiceSettings
 from bib_ray.tasks import load_task
@@ -156,7 +157,8 @@ def main() -> None:
     pool = candidate_pool(task, 4096)
     workdir = Path(tempfile.mkdtemp(prefix="bib-ray-serve-bench-"))
     started = time.perf_counter()
-    artifact = fit_and_save_proxy(task, args.backbone, workdir / "proxy", AuxiliarySettings(), device="cpu")
+    artifact = fit_and_save_proxy(task, ProxySettings(BackboneSpec.parse(args.backbone), device="cpu"), workdir / "proxy",
+                                  AuxiliarySettings())
     print(f"artifact: {args.task} ({len(rows)} offline rows), backbone {args.backbone}, "
           f"fitted in {time.perf_counter() - started:.1f} s")
     rates = in_process_rates(artifact, pool, sorted({8, 32, 128, args.max_batch_sequences}), args.seconds / 2)

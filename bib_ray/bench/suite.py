@@ -7,7 +7,7 @@
 
 Each (task, backbone) embeds its offline set once in a Ray task; the fitted proxy goes to the
 object store and every (method, seed) cell runs as its own Ray task (1 CPU) on it, through the
-same ``bib_ray.pipeline.run_seed`` as ``bib-ray design`` for one seed. Methods are the design
+same ``bib_ray.run.engine.run_design`` as ``bib-ray design`` does for one seed. Methods are the design
 vocabulary of ``bib_ray.core.methods.Method``: the gradient methods, ``evolution`` and ``bdi``
 (fixed-gamma bidirectional learning on the NTK proxy, which needs no LM: it runs once per task,
 under backbone ``ntk``, on at most ``--kernel-rows`` offline rows). Backbone ``ntk`` may also be
@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -69,32 +70,50 @@ def split_task_list(text: str) -> list[str]:
     return specs
 
 
-def fit_group(task_spec: str, backbone: str, data_dir: str | None, kernel_rows: int):
+@dataclass(frozen=True)
+class SuiteGrid:
+    """A suite's grid: every (task, backbone, method, seed) cell that ``grid`` pairs up, and the settings
+    every cell shares (steps None: the reference T of each task)."""
+
+    tasks: list[str]
+    backbones: list[str]
+    methods: list[str]
+    seeds: list[int]
+    steps: int | None = None
+    designs: int = 128
+    data_dir: str | None = None
+    kernel_rows: int = 5000
+    observed_letters_only: bool = False
+
+    def config(self, task_spec: str, backbone: str, method: str | None = None, seed: int = 0):
+        """The ``DesignConfig`` of a cell (``method`` None: what fitting the group needs)."""
+        from bib_ray.run.config import build_config
+
+        values = dict(task=task_spec, backbone=backbone, steps=self.steps, designs=self.designs, seeds=[seed],
+                      ntk_rows=self.kernel_rows, observed_letters_only=self.observed_letters_only, device="cpu")
+        return build_config(values if method is None else {**values, "method": method})
+
+
+def fit_group(grid: SuiteGrid, task_spec: str, backbone: str):
     """Load the task and fit its proxy once (a Ray task with two returns: the fit and its timings)."""
-    from bib_ray.config import build_config
-    from bib_ray.pipeline import fit_for_config
+    from bib_ray.run.executor import LocalExecutor
     from bib_ray.tasks import load_task
 
     started = time.perf_counter()
-    task = load_task(task_spec, data_dir)
-    fitted = fit_for_config(task, build_config(dict(task=task_spec, backbone=backbone, ntk_rows=kernel_rows,
-                                                    device="cpu")))
+    task = load_task(task_spec, grid.data_dir)
+    fitted = LocalExecutor().fit(task, grid.config(task_spec, backbone).proxy_settings())
     return fitted, {**fitted.timings, "fit_s": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
-def run_cell(fitted, task_spec: str, backbone: str, method: str, seed: int, steps: int | None, designs: int,
-             observed_letters_only: bool = False, kernel_rows: int = 5000) -> dict:
-    """One (method, seed) on a fitted proxy (``run_seed``, as ``bib-ray design``) -> a row of normalised
+def run_cell(fitted, grid: SuiteGrid, task_spec: str, backbone: str, method: str, seed: int) -> dict:
+    """One (method, seed) on a fitted proxy (``run_design``, as ``bib-ray design``) -> a row of normalised
     oracle percentiles and timings."""
-    from bib_ray.config import build_config
-    from bib_ray.pipeline import run_seed
+    from bib_ray.run.engine import run_design
+    from bib_ray.run.executor import LocalExecutor
 
     started = time.perf_counter()
     task = fitted.task
-    config = build_config(dict(task=task_spec, backbone=backbone, method=method, steps=steps, designs=designs,
-                               seeds=[seed], ntk_rows=kernel_rows, observed_letters_only=observed_letters_only,
-                               device="cpu")).resolved_for(task.alphabet)
-    result = run_seed(fitted, config, seed)
+    result = run_design(grid.config(task_spec, backbone, method, seed), task, LocalExecutor(), fitted=fitted).seeds[0]
     final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
             "p100": summary["p100"], "p50": summary["p50"], "p100_scored": summary["p100_scored"],
@@ -128,26 +147,23 @@ def grid_cells(tasks: list[str], plan: dict[str, list[str]], seeds: list[int]) -
     return [(t, b, m, s) for t in tasks for b, methods in plan.items() for m in methods for s in seeds]
 
 
-def run_suite(tasks: list[str], backbones: list[str], methods: list[str], seeds: list[int], steps: int | None,
-              designs: int, data_dir: str | None, progress: bool = True,
-              kernel_rows: int = 5000, observed_letters_only: bool = False,
-              skip: frozenset[tuple] = frozenset(),
+def run_suite(suite: SuiteGrid, progress: bool = True, skip: frozenset[tuple] = frozenset(),
               on_row: Callable[[dict], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """All cells on the connected Ray but those whose (task, backbone, method, seed) is in ``skip``;
-    ``on_row`` sees each row as it finishes. Returns the new rows and the fit timings per group
+    """All cells of ``suite`` on the connected Ray but those whose (task, backbone, method, seed) is in
+    ``skip``; ``on_row`` sees each row as it finishes. Returns the new rows and the fit timings per group
     (a group all of whose cells are skipped is not fitted)."""
     import ray
     from tqdm.auto import tqdm
 
     todo: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for t, b, m, s in grid_cells(tasks, grid(backbones, methods), seeds):
+    for t, b, m, s in grid_cells(suite.tasks, grid(suite.backbones, suite.methods), suite.seeds):
         if (t, b, m, s) not in skip:
             todo.setdefault((t, b), []).append((m, s))
     fit_remote = ray.remote(num_cpus=1, num_returns=2)(fit_group)
     cell_remote = ray.remote(num_cpus=1)(run_cell)
-    groups = {(t, b): fit_remote.remote(t, b, data_dir, kernel_rows) for t, b in todo}
-    cells = [cell_remote.remote(fitted, t, b, m, s, steps, designs, observed_letters_only, kernel_rows)
-             for (t, b), (fitted, _) in groups.items() for m, s in todo[(t, b)]]
+    groups = {(t, b): fit_remote.remote(suite, t, b) for t, b in todo}
+    cells = [cell_remote.remote(fitted, suite, t, b, m, s) for (t, b), (fitted, _) in groups.items()
+             for m, s in todo[(t, b)]]
     rows = []
     with tqdm(total=len(cells), desc="suite cells", disable=not progress) as bar:
         pending = list(cells)
@@ -319,9 +335,9 @@ def run(args: argparse.Namespace, command: str) -> int:
 
     where = connect(args.address)
     started = time.perf_counter()
-    new_rows, fits = run_suite(tasks, backbones, methods, seeds, values["steps"], int(values["designs"]),
-                               args.data_dir, progress=not args.quiet, kernel_rows=int(values["kernel_rows"]),
-                               observed_letters_only=bool(values["observed_letters_only"]), skip=frozenset(kept),
+    suite = SuiteGrid(tasks, backbones, methods, seeds, values["steps"], int(values["designs"]), args.data_dir,
+                      int(values["kernel_rows"]), bool(values["observed_letters_only"]))
+    new_rows, fits = run_suite(suite, progress=not args.quiet, skip=frozenset(kept),
                                on_row=lambda row: pd.DataFrame([row], columns=ROW_COLUMNS).to_csv(
                                    csv_path, mode="a", header=False, index=False))
     wall = time.perf_counter() - started

@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python -m bib_ray.bench.two_node_busy --data-dir ../shared/data [--repeats 2]
 
-Run as root from a checkout (it uses the test harness ``tests/conftest.py::IsolatedCluster``: a
+Run as root (it uses the cluster harness ``bib_ray.distributed.cluster_utils.IsolatedCluster``: a
 head with no task CPUs and one 2-CPU worker in its own mount namespace, which cannot see the
 data folder). CPU seconds per node are sampled from /proc every 0.3 s while the command runs:
 the worker's are those of every process in its mount namespace, the head's those of the head's
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.conftest import IsolatedCluster, namespaces_permitted
+    from bib_ray.distributed.cluster_utils import IsolatedCluster, namespaces_permitted
 
     reason = namespaces_permitted()
     if reason is not None:

@@ -42,11 +42,11 @@ class EvolutionSettings:
 
 @dataclass
 class EvolutionResult:
-    """The best distinct designs, and per round the population's best ``designs`` members
-    (``round_codes`` (rounds, designs, L), ``round_scores`` (rounds, designs); cycled when the
-    population holds fewer)."""
+    """The best distinct designs, and per round the population's best members (``round_codes``
+    (rounds, population, L), ``round_scores`` (rounds, population); cycled when the population
+    holds fewer distinct sequences)."""
 
-    final_codes: np.ndarray  # (<= designs, L), best first
+    final_codes: np.ndarray  # (<= population, L), best first
     final_scores: np.ndarray
     best_per_round: np.ndarray  # (rounds,)
     evaluations: int
@@ -65,16 +65,27 @@ def _edits_to_nearest(codes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     return (codes[:, None, :] != anchors[None, :, :]).sum(-1).min(1)
 
 
-def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: EvolutionSettings, seed: int,
-           designs: int | None = None, constraints: SupportConstraints | None = None,
-           base: np.ndarray | None = None) -> EvolutionResult:
-    """Run the rounds from the ``start`` population; return the best ``designs`` distinct sequences.
+@dataclass(frozen=True)
+class EvolutionProblem:
+    """What evolution designs: the starting population ``start`` (S, L) over ``vocab_size`` letters, the
+    support ``constraints`` children keep to (None: any sequence) and the ``base`` (L,) that the edit limit
+    counts from (None: each child's nearest starting sequence)."""
 
-    Children keep to ``constraints``: mutations to letters it does not allow are undone and children
-    that break its pairs or its edit limit K are dropped. K counts from ``base`` (L,) (whose own
-    letters and pairs are allowed) or, without a base, from the nearest starting sequence. Starts
-    that break the constraints are left out of the first population; if none is left, it is
-    ``base`` alone."""
+    start: np.ndarray
+    vocab_size: int
+    constraints: SupportConstraints | None = None
+    base: np.ndarray | None = None
+
+
+def evolve(problem: EvolutionProblem, score: ProxyScore, settings: EvolutionSettings, seed: int) -> EvolutionResult:
+    """Run the rounds from ``problem.start``; return the best ``settings.population`` distinct sequences.
+
+    Children keep to ``problem.constraints``: mutations to letters it does not allow are undone and
+    children that break its pairs or its edit limit K are dropped. K counts from ``problem.base`` (whose
+    own letters and pairs are allowed) or, without a base, from the nearest starting sequence. Starts
+    that break the constraints are left out of the first population; if none is left, it is the base
+    alone."""
+    start, vocab_size, constraints, base = problem.start, problem.vocab_size, problem.constraints, problem.base
     rng = np.random.default_rng(seed)
     length = start.shape[1]
     rate = settings.mutation_rate if settings.mutation_rate is not None else 1.0 / length
@@ -90,7 +101,7 @@ def evolve(start: np.ndarray, score: ProxyScore, vocab_size: int, settings: Evol
             start = np.asarray(base, dtype=np.int64)[None, :]
         anchors = start if base is None else np.asarray(base, dtype=np.int64)[None, :]
     population, fitness = _distinct_best(start, score(start), settings.population)
-    width = designs or settings.population
+    width = settings.population
     evaluations, best, round_codes, round_scores = len(start), [], [], []
     for _ in range(settings.rounds):
         top = fitness[0]

@@ -100,6 +100,15 @@ class TrajectoryResult:
     history: dict[str, np.ndarray]
     cotangents: str
 
+    @classmethod
+    def concatenate(cls, parts: list["TrajectoryResult"]) -> "TrajectoryResult":
+        """Batches of trajectories (in order) as one result."""
+        return cls(start_codes=np.concatenate([p.start_codes for p in parts]),
+                   final_codes=np.concatenate([p.final_codes for p in parts]),
+                   final_logits=np.concatenate([p.final_logits for p in parts]),
+                   history={key: np.concatenate([p.history[key] for p in parts], axis=1) for key in parts[0].history},
+                   cotangents=parts[0].cotangents)
+
 
 class _BatchedAdam:
     """Adam over a batch of independent problems, each with its own step size."""

@@ -25,7 +25,6 @@ from enum import Enum
 import numpy as np
 import torch
 
-from bib_ray.tasks.base import Task
 
 
 class SupportLevel(str, Enum):
@@ -185,38 +184,10 @@ class SupportConstraints:
         return codes.numpy()
 
 
-DEFAULT_EDIT_DIVISOR = 3  # K = ceil(L / 3) edits from the start, unless the task gives a mutation radius
+DEFAULT_EDIT_DIVISOR = 3  # K = ceil(L / 3) edits from the start, unless a mutation radius is given
 
 
-def default_max_edits(task: Task) -> int:
-    """K when none is given: the task's mutation radius when it has a reference sequence with one
-    (a DMS scan), else ceil(L / DEFAULT_EDIT_DIVISOR) (measured against L/4 and L/2: docs/method.md)."""
-    radius = task.details.get("mutation_radius") if task.reference is not None else None
-    return int(radius) if radius is not None else math.ceil(task.length / DEFAULT_EDIT_DIVISOR)
-
-
-def task_support(task: Task, level: SupportLevel, max_edits: int | None) -> SupportConstraints:
-    """The constraints of ``task`` learned from its offline rows (and its reference sequence, if any).
-
-    K is ``max_edits``; when that is None, ``default_max_edits(task)`` unless ``level`` is NONE
-    (then no limit: the reference code's plain argmax decode)."""
-    rows = task.x if task.reference is None else np.concatenate([task.x, task.reference[None]])
-    if max_edits is None and level is not SupportLevel.NONE:
-        max_edits = default_max_edits(task)
-    return SupportConstraints.from_sequences(rows, len(task.alphabet), level, max_edits)
-
-
-def edit_base(task: Task, start_codes: np.ndarray) -> np.ndarray:
-    """(B, L) sequences that edits are counted from: the task's reference (a DMS wild type), else each start."""
-    start_codes = np.asarray(start_codes)
-    return start_codes if task.reference is None else np.broadcast_to(task.reference, start_codes.shape)
-
-
-def decode_designs(task: Task, start_codes: np.ndarray, final_logits: np.ndarray, level: SupportLevel,
-                   max_edits: int | None) -> np.ndarray:
-    """Final designs (B, L): the exact constrained decode of ``final_logits`` (B, L, V) under
-    ``task_support(task, level, max_edits)``; plain argmax when that leaves nothing to enforce."""
-    constraints = task_support(task, level, max_edits)
-    if level is SupportLevel.NONE and constraints.max_edits is None:
-        return np.asarray(final_logits).argmax(-1)
-    return constraints.decode(final_logits, edit_base(task, start_codes))
+def default_max_edits(length: int, mutation_radius: int | None = None) -> int:
+    """K when none is given: the mutation radius of a scan around a wild type when there is one, else
+    ceil(L / DEFAULT_EDIT_DIVISOR) (measured against L/4 and L/2: docs/method.md)."""
+    return int(mutation_radius) if mutation_radius is not None else math.ceil(length / DEFAULT_EDIT_DIVISOR)

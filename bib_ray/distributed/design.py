@@ -1,14 +1,13 @@
-"""``bib-ray design`` on Ray: fit the proxy on shard actors, then train every seed's auxiliary
-ensemble, run every seed's trajectories (or, for method ``evolution``, every seed's evolution)
-and score the final designs on them too.
+"""``bib-ray design`` on Ray: the run's stages (``bib_ray.run.engine.run_design``) on shard actors.
+
+``ShardExecutor`` is the run's ``Executor`` over a ``ShardPool``: the shards embed the offline
+set (the driver reduces their statistics and solves the proxy), train every seed's auxiliary
+ensemble, run every seed's trajectory batches (or evolutions) and score the designs; the driver
+holds no LM. Same results as the single-process run for the same config and seeds: the driver
+draws every trajectory's initial logits and decodes the designs, the shards only compute.
 
 A run on the NTK proxy (backbone ``ntk``, method ``bdi`` among others) has no LM to shard: its
-kernel is an M x M solve on one-hot rows, so the whole run is one Ray task (``run_design``).
-
-Same results as the single-process ``bib_ray.pipeline.run_design`` for the same config and
-seeds (the driver draws every trajectory's initial logits, the shards only compute). The
-driver holds no LM: it reduces the shards' statistics, solves the proxy, dispatches all
-seeds' work at once, and scores the designs with the task's oracle.
+kernel is an M x M solve on one-hot rows, so the whole run is one Ray task in one process.
 """
 
 from __future__ import annotations
@@ -18,14 +17,20 @@ import math
 import time
 
 import numpy as np
+import torch
 
-from bib_ray.config import DesignConfig, RaySettings
-from bib_ray.core.aux_ensemble import aux_training_rows
+from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
+from bib_ray.core.evolution import EvolutionProblem, EvolutionResult, EvolutionSettings
+from bib_ray.core.optimizer import OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.distributed.runtime import connect
+from bib_ray.distributed.settings import RaySettings
 from bib_ray.distributed.shards import ShardPool, ShardResources, default_shard_count
-from bib_ray.pipeline import (DesignRun, FittedProxy, SeedResult, decode_final, design_table, evolution_constraints,
-                              evolution_settings, evolution_trajectory, initial_logits, run_design)
+from bib_ray.proxy.fitting import FittedProxy, ProxySettings
+from bib_ray.run.config import DesignConfig
+from bib_ray.run.engine import run_design
+from bib_ray.run.executor import LocalExecutor, StepHook
+from bib_ray.run.results import DesignRun
 from bib_ray.tasks import Task, load_task
 
 
@@ -40,16 +45,83 @@ def shard_resources(settings: RaySettings) -> ShardResources:
                           placement_timeout_s=settings.placement_timeout_s)
 
 
-def fit_proxy_on_shards(task: Task, config: DesignConfig, pool: ShardPool, progress: bool = False) -> FittedProxy:
-    """Embed the offline set on the shards, reduce their statistics, solve the proxy on the driver (CPU)."""
+def trajectory_batch_for(designs: int, seeds: int, batch: int, shards: int) -> int:
+    """Designs per Ray task: at most ``batch``, small enough to give every shard work, and, where a few
+    more pieces per seed allow it, a number of tasks over all seeds that the shards share evenly."""
+    fewest = max(math.ceil(designs / batch), math.ceil(shards / seeds))
+    pieces = next((n for n in range(fewest, fewest + shards) if (n * seeds) % shards == 0), fewest)
+    return max(1, math.ceil(designs / min(pieces, designs)))
+
+
+def fit_proxy_on_shards(task: Task, settings: ProxySettings, pool: ShardPool) -> FittedProxy:
+    """Embed the offline set on the shards of ``pool``, reduce their statistics and solve the linear-head
+    proxy on the driver (CPU)."""
+    if settings.uses_ntk_proxy:
+        raise ValueError("the NTK proxy embeds no LM rows to shard: run it in one process (LocalExecutor)")
     started = time.perf_counter()
-    aux_rows = aux_training_rows(len(task.y), config.aux_max_rows)
-    statistics, aux_phi = pool.embed_statistics(task.x, task.y, aux_rows, progress)
-    embedded = time.perf_counter()
-    proxy = BidirectionalProxy(statistics, beta_scale=config.beta_scale, device="cpu")
-    return FittedProxy(task, None, pool.lm_identity(task), statistics, proxy, aux_rows, aux_phi, timings={
-        "embed_offline_s": embedded - started, "embed_rows_per_s": len(task.y) / max(embedded - started, 1e-9),
-        "shards": len(pool.actors), "solve_proxy_s": time.perf_counter() - embedded})
+    aux_rows = aux_training_rows(len(task.y), settings.aux_max_rows)
+    statistics, aux_phi = pool.embed_statistics(task.x, task.y, aux_rows)
+    seconds = time.perf_counter() - started
+    return FittedProxy.linear_head(task, pool.lm_identity(task), statistics, aux_rows, aux_phi, settings.beta_scale,
+                                   timings={"embed_offline_s": seconds,
+                                            "embed_rows_per_s": len(task.y) / max(seconds, 1e-9),
+                                            "shards": len(pool.actors)})
+
+
+class ShardExecutor:
+    """The run's stages on a pool of shard actors: ``pool`` when given, else one made for the task's
+    backbone when the proxy is fitted (a context manager that removes the actors it made on exit)."""
+
+    def __init__(self, resources: ShardResources | None = None, progress: bool = False,
+                 pool: ShardPool | None = None) -> None:
+        if (resources is None) == (pool is None):
+            raise ValueError("give the shards' resources or an existing pool")
+        self.resources = resources
+        self.progress = progress
+        self.pool = pool
+        self._owns_pool = pool is None
+
+    def __enter__(self) -> "ShardExecutor":
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self._owns_pool and self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+    def fit(self, task: Task, settings: ProxySettings) -> FittedProxy:
+        if self.pool is None:
+            self.pool = ShardPool(settings.backbone, task, self.resources, settings.embed_batch_size, settings.dtype,
+                                  self.progress)
+        return fit_proxy_on_shards(task, settings, self.pool)
+
+    def train_aux(self, fitted: FittedProxy, settings: AuxiliarySettings,
+                  seeds: list[int]) -> list[tuple[AuxiliaryEnsemble, dict]]:
+        return self._pool().train_aux(fitted.statistics, fitted.aux_phi, fitted.aux_labels(), settings, seeds)
+
+    def run_trajectories(self, fitted: FittedProxy, auxes: list[AuxiliaryEnsemble | None],
+                         settings: OptimiserSettings, logits: list[torch.Tensor], batch_size: int,
+                         on_step: StepHook | None = None) -> list[TrajectoryResult]:
+        """As ``Executor.run_trajectories``, in batches that share the shards evenly (``trajectory_batch_for``)."""
+        if on_step is not None:
+            raise ValueError("a step hook runs in the driver's process: use LocalExecutor for it")
+        pool = self._pool()
+        batch = trajectory_batch_for(len(logits[0]), len(logits), batch_size, len(pool.actors))
+        return pool.run_seeds(fitted.proxy, auxes, settings, logits, batch)
+
+    def evolve(self, fitted: FittedProxy, problem: EvolutionProblem, settings: EvolutionSettings,
+               seeds: list[int], batch_size: int) -> list[EvolutionResult]:
+        """As ``Executor.evolve``, one seed per shard call (children scored at the pool's embedding batch)."""
+        return self._pool().evolve_seeds(fitted.proxy, problem, settings, seeds)
+
+    def score(self, fitted: FittedProxy, auxes: list[AuxiliaryEnsemble | None], codes: list[np.ndarray],
+              batch_size: int) -> list[dict[str, np.ndarray]]:
+        return self._pool().score(fitted.proxy, auxes, codes, batch_size)
+
+    def _pool(self) -> ShardPool:
+        if self.pool is None:
+            raise RuntimeError("fit the proxy on the shards first (ShardExecutor.fit)")
+        return self.pool
 
 
 def add_rows(fitted: FittedProxy, pool: ShardPool, codes: np.ndarray, y: np.ndarray) -> FittedProxy:
@@ -62,57 +134,16 @@ def add_rows(fitted: FittedProxy, pool: ShardPool, codes: np.ndarray, y: np.ndar
     return dataclasses.replace(fitted, task=grown, statistics=merged, proxy=proxy, timings=dict(fitted.timings))
 
 
-def trajectory_batch_for(config: DesignConfig, shards: int) -> int:
-    """Designs per Ray task: at most the configured batch, small enough to give every shard work, and,
-    where a few more pieces per seed allow it, a number of tasks over all seeds that the shards share evenly."""
-    seeds = len(config.seeds)
-    fewest = max(math.ceil(config.designs / config.trajectory_batch), math.ceil(shards / seeds))
-    pieces = next((n for n in range(fewest, fewest + shards) if (n * seeds) % shards == 0), fewest)
-    return max(1, math.ceil(config.designs / min(pieces, config.designs)))
-
-
-def run_seeds_on_shards(fitted: FittedProxy, config: DesignConfig, pool: ShardPool,
-                        progress: bool = False) -> list[SeedResult]:
-    """All seeds at once: aux ensembles, then every trajectory batch (or every seed's evolution), then
-    the scoring, each spread over the shards; the driver only decodes and scores the designs with the oracle."""
-    seeds, task = config.seeds, fitted.task
-    started = time.perf_counter()
-    trained = pool.train_aux(fitted.statistics, fitted.aux_phi, fitted.aux_labels(), config.aux_settings(), seeds,
-                             progress)
-    auxes = [aux for aux, _ in trained]
-    aux_done = time.perf_counter()
-    if config.method.is_gradient:
-        settings = config.optimiser_settings()
-        logits = [initial_logits(task, config.designs, seed, settings.init_std, config.observed_letters_only)
-                  for seed in seeds]
-        batch = trajectory_batch_for(config, len(pool.actors))
-        trajectories = pool.run_seeds(fitted.proxy, [aux if settings.needs_aux else None for aux in auxes],
-                                      settings, logits, batch, progress)
-        trajectories = [decode_final(task, config, trajectory) for trajectory in trajectories]
-    else:
-        start = task.starting_designs(config.designs)
-        evolved = pool.evolve_seeds(fitted.proxy, start, evolution_settings(config), seeds, config.designs,
-                                    evolution_constraints(task, config), task.reference, progress)
-        trajectories = [evolution_trajectory(start, result, len(task.alphabet)) for result in evolved]
-    optimised = time.perf_counter()
-    scores = pool.score(fitted.proxy, auxes, [t.final_codes for t in trajectories], config.embed_batch_size)
-    scored = time.perf_counter()
-    share = 1.0 / len(seeds)  # the seeds ran together: each gets an equal share of each stage's wall time
-    timings = {"aux_fit_s": share * (aux_done - started), "optimise_s": share * (optimised - aux_done),
-               "step_ms": share * 1000 * (optimised - aux_done) / config.resolved_steps,
-               "evaluate_s": share * (scored - optimised)}
-    results = []
-    for seed, (aux, metrics), trajectory, seed_scores in zip(seeds, trained, trajectories, scores):
-        table, oracle_summary = design_table(task, seed, trajectory, seed_scores)
-        results.append(SeedResult(seed, trajectory, aux, metrics, table, oracle_summary, timings=dict(timings)))
-    return results
+def run_design_in_process(config: DesignConfig, task: Task) -> DesignRun:
+    """The whole run in this process (a Ray task's body for the NTK proxy)."""
+    return run_design(config, task, LocalExecutor())
 
 
 def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: bool = False,
                       task: Task | None = None) -> DesignRun:
-    """The whole design run with the LM work on Ray shard actors; on the NTK proxy (no LM), the
-    single-process ``run_design`` as one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU.
-    The task is loaded here, on the driver (unless given), and shipped: workers need no data files."""
+    """The whole design run with the LM work on Ray shard actors; on the NTK proxy (no LM), the run in
+    one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU. The task is loaded here, on the driver
+    (unless given), and shipped: workers need no data files."""
     started = time.perf_counter()
     task = task if task is not None else load_task(config.task, config.data_dir, config.alphabet)
     config = config.resolved_for(task.alphabet)
@@ -121,17 +152,12 @@ def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: boo
         import ray
 
         run = ray.get(ray.remote(num_cpus=settings.cpus_per_shard, num_gpus=0, max_retries=settings.max_restarts)(
-            run_design).remote(config, False, task))
-        run.fitted.timings["ray"] = where
-        run.total_s = time.perf_counter() - started
-        return run
-    pool = ShardPool(config.backbone, task, shard_resources(settings), config.embed_batch_size, config.dtype)
-    try:
-        fitted = fit_proxy_on_shards(task, config, pool, progress)
-        results = run_seeds_on_shards(fitted, config, pool, progress)
-        fitted.timings["shard_busy_s_by_node"] = pool.busy_by_node()
-    finally:
-        pool.shutdown()
-    fitted.timings["ray"] = where
-    fitted.timings["driver_cpu_s"] = round(time.process_time(), 2)
-    return DesignRun(config, fitted, results, time.perf_counter() - started)
+            run_design_in_process).remote(config, task))
+    else:
+        with ShardExecutor(shard_resources(settings), progress) as executor:
+            run = run_design(config, task, executor)
+            run.fitted.timings["shard_busy_s_by_node"] = executor.pool.busy_by_node()
+        run.fitted.timings["driver_cpu_s"] = round(time.process_time(), 2)
+    run.fitted.timings["ray"] = where
+    run.total_s = time.perf_counter() - started
+    return run

@@ -23,31 +23,34 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bib_ray.backbones import BackboneSpec
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
-from bib_ray.core.evolution import EvolutionResult, EvolutionSettings, evolve
+from bib_ray.core.evolution import EvolutionProblem, EvolutionResult, EvolutionSettings, evolve
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
-from bib_ray.core.support import SupportConstraints
 from bib_ray.devices import cpu_copy
 from bib_ray.errors import UserError
+from bib_ray.proxy.artifacts import LMIdentity, fingerprint_codes
+from bib_ray.proxy.fitting import fit_aux_ensemble
+from bib_ray.proxy.scoring import proxy_scorer, score_codes
 from bib_ray.tasks.base import Task
 
 
 class ProxyShard:
     """One LM replica (created inside a Ray actor); see the module docstring."""
 
-    def __init__(self, backbone_spec: str, task_identity: dict, gpus: float, dtype: str,
+    def __init__(self, backbone: BackboneSpec, task_identity: dict, gpus: float, dtype: str,
                  embed_batch_size: int) -> None:
         """The LM goes on exactly the GPUs Ray granted this actor: one (``gpus`` <= 1, fractions
         included) or split over ``gpus`` of them; on the CPU when it was granted none."""
         from bib_ray.backbones import build_backbone
         from bib_ray.devices import granted_device, granted_devices
-        from bib_ray.embedding import SequenceEmbedder
+        from bib_ray.proxy.embedding import SequenceEmbedder
 
         self.task = Task.from_identity(task_identity)
         devices = granted_devices(int(gpus)) if gpus > 1 else [granted_device("cuda" if gpus > 0 else "cpu")]
-        backbone = build_backbone(backbone_spec, self.task.alphabet, self.task.read_length, dtype=dtype,
+        backbone = build_backbone(backbone, self.task.alphabet, self.task.read_length, dtype=dtype,
                                   devices=devices)
         self.embedder = SequenceEmbedder(backbone, self.task, devices[0])
         self.embed_batch_size = embed_batch_size
@@ -73,17 +76,13 @@ class ProxyShard:
         self._sum, self._chunks = None, []
         return taken
 
-    def lm_identity(self, probe: np.ndarray):
-        """The LM's description, device and embeddings of ``probe`` (``bib_ray.artifacts.LMIdentity``)."""
-        from bib_ray.artifacts import LMIdentity
-
+    def lm_identity(self, probe: np.ndarray) -> LMIdentity:
+        """The LM's description, device and embeddings of ``probe``."""
         return LMIdentity.from_probe(self.embedder, probe)
 
     def train_aux(self, statistics: EmbeddingStatistics, phi: torch.Tensor, labels: torch.Tensor,
                   settings: AuxiliarySettings, seed: int) -> tuple[AuxiliaryEnsemble, dict]:
         """Seed ``seed``'s auxiliary ensemble (on the CPU, as in a single-process run)."""
-        from bib_ray.pipeline import fit_aux_ensemble
-
         return fit_aux_ensemble(statistics, phi, labels, settings, seed)
 
     def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
@@ -94,19 +93,15 @@ class ProxyShard:
                                  None if aux is None else aux.to(device))
         return optimiser.run_from_logits(logits.to(device))
 
-    def evolve(self, proxy: DesignProxy, start: np.ndarray, settings: EvolutionSettings, seed: int, designs: int,
-               constraints: SupportConstraints, base: np.ndarray | None) -> EvolutionResult:
+    def evolve(self, proxy: DesignProxy, problem: EvolutionProblem, settings: EvolutionSettings,
+               seed: int) -> EvolutionResult:
         """Method ``evolution`` for one seed on this replica (see ``bib_ray.core.evolution.evolve``), every
         round's children scored by ``proxy`` on this LM."""
-        from bib_ray.pipeline import proxy_scorer
-
         score = proxy_scorer(self.embedder, proxy.to(self.embedder.device), self.embed_batch_size)
-        return evolve(start, score, len(self.task.alphabet), settings, seed, designs, constraints, base)
+        return evolve(problem, score, settings, seed)
 
     def score(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None, codes: np.ndarray) -> dict[str, np.ndarray]:
         """Proxy score, aux mean and aux spread of ``codes`` (label units), see ``score_codes``."""
-        from bib_ray.scoring import score_codes
-
         device = self.embedder.device
         return score_codes(self.embedder, proxy.to(device), None if aux is None else aux.to(device), codes,
                            self.embed_batch_size)
@@ -193,8 +188,8 @@ def _parts_by_seed(items: list[tuple[int, object]], parts: list, seeds: int) -> 
 class ShardPool:
     """A pool of ProxyShard actors for one task and backbone, in one placement group."""
 
-    def __init__(self, backbone_spec: str, task: Task, resources: ShardResources, embed_batch_size: int = 512,
-                 dtype: str = "float32") -> None:
+    def __init__(self, backbone: BackboneSpec | str, task: Task, resources: ShardResources, embed_batch_size: int = 512,
+                 dtype: str = "float32", progress: bool = False) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -205,14 +200,16 @@ class ShardPool:
             num_cpus=resources.cpus, num_gpus=resources.gpus, resources=resources.custom or {},
             max_restarts=resources.max_restarts, max_task_retries=resources.max_task_retries,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=index),
-        ).remote(backbone_spec, task.identity(), resources.gpus, dtype, embed_batch_size)
+        ).remote(BackboneSpec.parse(backbone) if isinstance(backbone, str) else backbone, task.identity(),
+                  resources.gpus, dtype, embed_batch_size)
             for index in range(resources.count)]
         self.embed_batch_size = embed_batch_size
+        self.progress = progress
         self.rows_embedded = 0
         self._proxy_ref: tuple[DesignProxy, object] | None = None  # (proxy, its object ref), reused across seeds
         self.busy_s = [0.0] * len(self.actors)  # seconds each actor had a call in flight (see ``busy_by_node``)
 
-    def map(self, call, items: list, progress: bool = False, description: str = "") -> list:
+    def map(self, call, items: list, description: str = "") -> list:
         """``call(actor, item) -> ObjectRef`` for every item, each sent to the next free actor;
         results are collected as they finish and returned in item order."""
         import ray
@@ -222,7 +219,7 @@ class ShardPool:
         idle = list(range(len(self.actors)))
         in_flight: dict = {}
         results: dict[int, object] = {}
-        with tqdm(total=len(items), desc=description, disable=not progress, leave=False) as bar:
+        with tqdm(total=len(items), desc=description, disable=not self.progress, leave=False) as bar:
             while pending or in_flight:
                 while pending and idle:
                     index, item = pending.pop()
@@ -242,8 +239,8 @@ class ShardPool:
                 bar.update()
         return [results[i] for i in range(len(items))]
 
-    def embed_statistics(self, codes: np.ndarray, y: np.ndarray, keep_rows: np.ndarray,
-                         progress: bool = False) -> tuple[EmbeddingStatistics, torch.Tensor]:
+    def embed_statistics(self, codes: np.ndarray, y: np.ndarray,
+                         keep_rows: np.ndarray) -> tuple[EmbeddingStatistics, torch.Tensor]:
         """Statistics of all rows (each shard sums its chunks; one sum per shard comes back) and phi of
         ``keep_rows`` (sorted indices). Chunks that a restarted shard lost are embedded again."""
         import ray
@@ -256,8 +253,7 @@ class ShardPool:
             items = [(i, codes[ranges[i][0]:ranges[i][1]], y[ranges[i][0]:ranges[i][1]],
                       keep_rows[(keep_rows >= ranges[i][0]) & (keep_rows < ranges[i][1])] - ranges[i][0])
                      for i in todo]
-            parts = self.map(lambda actor, item: actor.accumulate.remote(*item), items, progress,
-                             "embedding on shards")
+            parts = self.map(lambda actor, item: actor.accumulate.remote(*item), items, "embedding on shards")
             kept.update({item[0]: phi for item, phi in zip(items, parts)})
             covered: set[int] = set()
             for shard_sum, chunks in ray.get([actor.take_statistics.remote() for actor in self.actors]):
@@ -269,23 +265,20 @@ class ShardPool:
         phi = torch.cat([kept[i] for i in range(len(ranges))]) if ranges else torch.zeros(0)
         return statistics, phi
 
-    def lm_identity(self, task: Task):
-        """The LM's identity as one shard reports it (``bib_ray.artifacts.LMIdentity``)."""
+    def lm_identity(self, task: Task) -> LMIdentity:
+        """The LM's identity as one shard reports it."""
         import ray
-
-        from bib_ray.artifacts import fingerprint_codes
 
         return ray.get(self.actors[0].lm_identity.remote(fingerprint_codes(task)))
 
     def train_aux(self, statistics: EmbeddingStatistics, phi: torch.Tensor, labels: torch.Tensor,
-                  settings: AuxiliarySettings, seeds: list[int],
-                  progress: bool = False) -> list[tuple[AuxiliaryEnsemble, dict]]:
+                  settings: AuxiliarySettings, seeds: list[int]) -> list[tuple[AuxiliaryEnsemble, dict]]:
         """Every seed's auxiliary ensemble, trained on the shards in parallel (rows shipped once)."""
         import ray
 
         statistics_ref, phi_ref, labels_ref = ray.put(statistics), ray.put(phi), ray.put(labels)
         return self.map(lambda actor, seed: actor.train_aux.remote(statistics_ref, phi_ref, labels_ref, settings,
-                                                                   seed), seeds, progress, "aux ensembles")
+                                                                   seed), seeds, "aux ensembles")
 
     def _shipped_proxy(self, proxy: DesignProxy):
         """The proxy's object ref, made once per proxy (reused across seeds and calls)."""
@@ -295,32 +288,23 @@ class ShardPool:
             self._proxy_ref = (proxy, ray.put(cpu_copy(proxy)))  # a copy: the driver's proxy stays where it is
         return self._proxy_ref[1]
 
-    def run_trajectories(self, proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
-                         settings: OptimiserSettings, logits: torch.Tensor, batch_size: int,
-                         progress: bool) -> TrajectoryResult:
-        """Trajectories split into batches of ``batch_size`` that run concurrently on the shards."""
-        return self.run_seeds(proxy, [aux], settings, [logits], batch_size, progress)[0]
-
     def run_seeds(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], settings: OptimiserSettings,
-                  logits: list[torch.Tensor], batch_size: int, progress: bool) -> list[TrajectoryResult]:
-        """Several seeds' trajectories (``logits[i]`` with ``auxes[i]``), all their batches dispatched together."""
-        from bib_ray.pipeline import merge_trajectories
-
+                  logits: list[torch.Tensor], batch_size: int) -> list[TrajectoryResult]:
+        """Several seeds' trajectories (``logits[i]`` with ``auxes[i]``) in batches of ``batch_size`` that run
+        concurrently on the shards, all dispatched together."""
         proxy_ref, aux_refs = self._shipped_proxy(proxy), _ship_copies(auxes)
         items = [(seed, batch) for seed, seed_logits in enumerate(logits) for batch in seed_logits.cpu().split(
             batch_size)]
         parts = self.map(lambda actor, item: actor.run_trajectories.remote(proxy_ref, aux_refs[item[0]], settings,
                                                                           item[1]),
-                         items, progress, "trajectory batches")
-        return [merge_trajectories(mine) for mine in _parts_by_seed(items, parts, len(logits))]
+                         items, "trajectory batches")
+        return [TrajectoryResult.concatenate(mine) for mine in _parts_by_seed(items, parts, len(logits))]
 
-    def evolve_seeds(self, proxy: DesignProxy, start: np.ndarray, settings: EvolutionSettings, seeds: list[int],
-                     designs: int, constraints: SupportConstraints, base: np.ndarray | None,
-                     progress: bool = False) -> list[EvolutionResult]:
-        """Method ``evolution`` from ``start`` (designs, L) for every seed, one seed per shard call."""
+    def evolve_seeds(self, proxy: DesignProxy, problem: EvolutionProblem, settings: EvolutionSettings,
+                     seeds: list[int]) -> list[EvolutionResult]:
+        """Method ``evolution`` of ``problem`` for every seed, one seed per shard call."""
         proxy_ref = self._shipped_proxy(proxy)
-        return self.map(lambda actor, seed: actor.evolve.remote(proxy_ref, start, settings, seed, designs, constraints,
-                                                                base), seeds, progress, "evolution")
+        return self.map(lambda actor, seed: actor.evolve.remote(proxy_ref, problem, settings, seed), seeds, "evolution")
 
     def score(self, proxy: DesignProxy, auxes: list[AuxiliaryEnsemble | None], codes: list[np.ndarray],
               batch_size: int) -> list[dict[str, np.ndarray]]:

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
-from bib_ray.artifacts import ArtifactFiles, read_artifact_files
-from bib_ray.scoring import score_codes
+from bib_ray.proxy.artifacts import ArtifactFiles, read_artifact_files
+from bib_ray.proxy.scoring import score_codes
 from bib_ray.service.http_api import build_api
 from bib_ray.service.schemas import ModelIdentity, ServiceInfo
 from bib_ray.service.settings import (DEFAULT_DEPLOYMENT, DEPLOYMENT_NAME, ServiceSettings,
@@ -36,7 +36,7 @@ class ProxyScorer:
     """One replica: the loaded artifact (LM, closed-form head, aux ensemble) on its device, as a ScoringModel."""
 
     def __init__(self, settings: dict, api_key: str | None, artifact_files: ArtifactFiles) -> None:
-        from bib_ray.artifacts import load_proxy_artifact
+        from bib_ray.proxy.artifacts import load_proxy_artifact
         from bib_ray.devices import granted_device
 
         self.settings = ServiceSettings(**settings)

@@ -135,7 +135,7 @@ def encode_request(sequences: list[str], alphabet: str, length: int, limit: int)
         raise HTTPException(422, "sequences is empty: send at least one sequence")
     if len(sequences) > limit:
         raise HTTPException(413, f"request has {len(sequences)} sequences; this service takes at most {limit} "
-                                 f"per request (split it; bib_ray.client does)")
+                                 f"per request (split it; bib_ray.service.client does)")
     cleaned = [s.strip().upper() for s in sequences]
     for index, sequence in enumerate(cleaned):
         if len(sequence) != length:

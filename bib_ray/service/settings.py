@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bib_ray.config import parse_model
+from bib_ray.validation import load_yaml_mapping, parse_model
 from bib_ray.errors import UserError
 from bib_ray.service.schemas import API_KEY_HEADER
 
@@ -37,10 +37,12 @@ class ServiceSettings(BaseModel):
                                       "service is deployed from, or a storage URI such as s3://bucket/run/proxy")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N for the LM in each replica")
     max_batch_sequences: int = Field(128, ge=1, description="sequences per batched LM call (@serve.batch)")
-    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="how long a batch waits to fill")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="seconds a batch waits to fill",
+                                        json_schema_extra={"flag": "--batch-wait-timeout"})
     max_sequences_per_request: int = Field(128, ge=1, description="larger requests get HTTP 413")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get HTTP 413")
-    api_key_env: str | None = Field(None, description=f"env var holding the key clients send as {API_KEY_HEADER}")
+    api_key_env: str | None = Field(None, description=f"env var holding the key clients must send as "
+                                    f"{API_KEY_HEADER}")
 
     @model_validator(mode="after")
     def _request_fits_a_batch(self) -> "ServiceSettings":
@@ -53,7 +55,7 @@ class ServiceSettings(BaseModel):
         """A copy whose local artifact path is absolute, checked to exist (a storage URI is read as given).
 
         Only the process that deploys reads it; replicas get the files through Ray, on any node."""
-        from bib_ray.artifacts import read_artifact_files
+        from bib_ray.proxy.artifacts import read_artifact_files
 
         if "://" in self.artifact:
             return self
@@ -101,8 +103,6 @@ DEFAULT_DEPLOYMENT = {"host": "127.0.0.1", "port": 8000, "route_prefix": "/", "s
 def load_serve_yaml(path: str | Path) -> ServeDeployment:
     """Validate a Serve config file with Ray's own schema and pick out the bib-ray application."""
     from ray.serve.schema import ServeDeploySchema
-
-    from bib_ray.config import load_yaml_mapping
 
     schema = parse_model(ServeDeploySchema, load_yaml_mapping(path), f"{path}: not a valid Ray Serve config")
     if len(schema.applications) != 1:

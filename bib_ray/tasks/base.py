@@ -103,6 +103,13 @@ class Task:
         return self.length if self.template is None else int(self.template.shape[0])
 
     @property
+    def mutation_radius(self) -> int | None:
+        """How far (in substitutions) from its reference the offline data reaches: set by a scan around a
+        wild type (``details["mutation_radius"]``), None for other tasks."""
+        radius = self.details.get("mutation_radius") if self.reference is not None else None
+        return None if radius is None else int(radius)
+
+    @property
     def oracle_kind(self) -> OracleKind:
         return OracleKind.NONE if self.oracle is None else self.oracle.kind
 

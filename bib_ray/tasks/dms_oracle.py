@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bib_ray.evaluation import spearman
+from bib_ray.tasks.evaluation import spearman
 from bib_ray.tasks.base import DesignStatus, OracleKind, OracleResult
 
 HIDDEN = 64

@@ -1,0 +1,156 @@
+"""Tune sweeps: config validation, a small sweep end to end (random and Optuna), resume after an interrupt."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bib_ray.distributed.settings import RaySettings
+from bib_ray.sweep.driver import run_sweep
+from bib_ray.errors import UserError
+from bib_ray.sweep.selection import split_offline
+from bib_ray.sweep.config import Distribution, SweepConfig, load_sweep_config
+from bib_ray.tasks import load_task
+from tests.helpers import REPO_ROOT
+
+REPO = REPO_ROOT
+
+
+def small_sweep(name: str, algorithm: str = "random", samples: int = 3, **extra) -> SweepConfig:
+    return SweepConfig.model_validate({
+        "name": name,
+        "base": {"task": "tfbind8-r", "steps": 6, "designs": 8, "seeds": [0], "aux_epochs": 1, "aux_max_rows": 500},
+        "space": {"lr": {"loguniform": [0.02, 0.3]}, "method": {"choice": ["bidirectional", "bib"]}},
+        "search": {"algorithm": algorithm, "num_samples": samples, "max_concurrent": 2},
+        "scheduler": {"kind": "fifo"}, "report_every": 3, **extra})
+
+
+@pytest.mark.parametrize("config_file", sorted((REPO / "tune_configs").glob("*.yaml")))
+def test_shipped_sweep_configs_validate(config_file):
+    sweep = load_sweep_config(str(config_file))
+    assert sweep.space and sweep.base_config().seeds
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"space": {"task": {"choice": ["gb1"]}}}, "cannot be tuned"),
+    ({"space": {"method": {"choice": ["bib", "sideways"]}}}, "method"),
+    ({"space": {"mode": {"choice": ["forward"]}}}, "cannot be tuned"),
+    ({"base": {"mode": "forward"}}, "method"),
+    ({"space": {"method": {"choice": ["bib", "bdi"]}}}, "not swept"),
+    ({"space": {"lr": {"uniform": [0.3, 0.1]}}}, "low < high"),
+    ({"space": {"max_mutations": {"choice": [0, 2]}}}, "max_mutations"),
+    ({"space": {"lr": {"grid": [0.1, 0.2]}}}, "need search.algorithm: grid"),
+    ({"base": {"seeds": [0, 1]}}, "one seed"),
+    ({"metric": "oracle"}, "metric"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_sweep_configs_are_user_errors(tmp_path, change, message):
+    values = {"name": "x", "base": {"seeds": [0]}, "space": {"lr": {"loguniform": [0.01, 0.1]}}, **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(UserError, match=message):
+        load_sweep_config(str(path))
+
+
+def test_holdout_split_is_disjoint_and_fixed(shared_data_dir):
+    task = load_task("tfbind8-r", shared_data_dir)
+    train, holdout = split_offline(task, 0.2)
+    assert len(train.y) + len(holdout.y) == len(task.y) and 900 < len(holdout.y) < 1100
+    rows = {tuple(r) for r in train.x}
+    assert not any(tuple(r) in rows for r in holdout.x)
+    again = split_offline(task, 0.2)[1]
+    np.testing.assert_array_equal(again.x, holdout.x)
+
+
+@pytest.mark.parametrize("algorithm,metric", [("random", "pessimistic"), ("optuna", "top-rank")])
+def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm, metric):
+    sweep = small_sweep(f"small-{algorithm}", algorithm, samples=3, metric=metric)  # top-rank: embeds top rows
+    sweep.base.update(data_dir=str(shared_data_dir))
+    sweep.space["max_mutations"] = Distribution(choice=[1, 2])  # the edit limit is a sweep dimension
+    outcome = run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    table, best = outcome.table, outcome.best_dir
+    assert outcome.failure is None
+    assert len(table) == 3 and set(table.status) == {"completed"}
+    assert {"lr", "method", "selection_score", "oracle_p100_reporting_only"} <= set(table.columns)
+    assert table.selection_score.notna().all()
+    assert not np.allclose(table.selection_score, table.oracle_p100_reporting_only)  # the metric is not the oracle
+    assert best is not None and (best / "designs.csv").is_file() and (best / "proxy" / "proxy.json").is_file()
+    designs = pd.read_csv(best / "designs.csv")
+    distance = [sum(a != b for a, b in zip(s, t)) for s, t in zip(designs.sequence, designs.start_sequence)]
+    assert max(distance) <= table.iloc[0]["max_mutations"]  # each trial's own edit limit holds
+    best_summary = json.loads((best / "summary.json").read_text())
+    assert best_summary["hyperparameters"]["lr"] == pytest.approx(table.iloc[0]["lr"])
+    assert (tmp_path / sweep.name / "sweep_results.csv").is_file()
+    with pytest.raises(UserError, match="holds a sweep already"):
+        run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    if algorithm == "random":  # search.seed fixes the draws: the same sweep again samples the same trials
+        again = run_sweep(sweep.model_copy(update={"name": "again"}), RaySettings(shards=1), tmp_path).table
+        assert sorted(again.lr) == pytest.approx(sorted(table.lr))
+
+
+class RecordingMetric:
+    """A stand-in selection metric that keeps every batch of designs a trial asks it to score."""
+
+    def __init__(self) -> None:
+        self.scored: list[np.ndarray] = []
+
+    def score(self, candidate) -> float:
+        self.scored.append(np.asarray(candidate.designs))
+        return 0.0
+
+
+def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data_dir, monkeypatch):
+    """Every report of a trial, not only the last, scores designs within the trial's edit limit K."""
+    from ray import tune
+
+    from bib_ray.sweep.driver import PreparedBackbone, run_trial
+    from bib_ray.proxy.fitting import ProxySettings, fit_proxy
+
+    task = load_task("tfbind8-r", shared_data_dir)
+    fitted = fit_proxy(task, ProxySettings())
+    prepared = {"tiny": PreparedBackbone(fitted.statistics, fitted.aux_rows, fitted.aux_phi, None)}
+    sweep = small_sweep("reports")
+    sweep.base.update(steps=12)
+    reports = []
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    metric = RecordingMetric()
+    run_trial({"lr": 0.3, "method": "forward", "max_mutations": 1}, sweep, task, prepared, metric)
+    assert [r["step"] for r in reports] == [3, 6, 9, 12]
+    starts = task.starting_designs(8)
+    for codes in metric.scored:
+        assert ((codes != starts).sum(1) <= 1).all()
+    assert any((codes != starts).any() for codes in metric.scored)  # the designs did move
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(shared_data_dir, tmp_path):
+    sweep = small_sweep("resumable", samples=6, report_every=50)
+    sweep.base.update(steps=150, data_dir=str(shared_data_dir))
+    sweep.search.max_concurrent = 1
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(sweep.model_dump(mode="json", exclude_none=True)))
+    command = [sys.executable, "-m", "bib_ray.cli", "sweep", "--config", str(config), "--out", str(tmp_path),
+               "--quiet", "--shards", "1"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    experiment = tmp_path / "resumable"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(experiment.glob("run_trial_*/checkpoint_*/summary.json"))) < 2:
+        time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    finished = {p: p.stat().st_mtime for p in experiment.glob("run_trial_*/checkpoint_*/summary.json")}
+    assert 2 <= len(finished) < 6, "interrupt came too late to test resuming"
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    results = pd.read_csv(experiment / "sweep_results.csv")
+    assert len(results) == 6 and set(results.status) == {"completed"}
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime == mtime, f"{path.parent.parent.name} was run again"
