@@ -61,8 +61,28 @@ def _print_result(summary: dict, out: Path) -> None:
               f"50th {_mean_std(scores['p50_scored'])}")
         if all(seed["oracle"]["ok"] == 0 for seed in summary["per_seed"]):
             print("  no design could be scored: every one is outside the oracle's support (see 'unknown' above)")
+    batch = summary.get("batch")
+    if batch is not None:
+        print(describe_batch(batch))
     artifact = ", proxy/" if summary.get("artifact") else ""
-    print(f"outputs in {out} (designs.csv, designs.fasta, summary.json, plots{artifact})")
+    batch_files = ", batch.csv, batch.fasta" if batch is not None else ""
+    print(f"outputs in {out} (designs.csv, designs.fasta{batch_files}, summary.json, plots{artifact})")
+
+
+def describe_batch(batch: dict) -> str:
+    """The batch in a line or two: how many were chosen from how many candidates, and the oracle's view."""
+    line = (f"batch: {batch['chosen']} designs chosen from {batch['distinct']} distinct candidates "
+            f"({batch['offline_dropped']} already in the offline data and {batch['excluded_dropped']} excluded "
+            f"were dropped; bound {batch['bound']}, kappa {batch['settings']['kappa']:g})")
+    if batch["short_by"]:
+        line += (f"\n  only {batch['chosen']} of the {batch['settings']['size']} asked for: the run's candidates ran "
+                 "out (more seeds, --designs or --batch-checkpoints, or a looser --batch-min-distance / "
+                 "--batch-per-start give more)")
+    oracle = batch.get("oracle")
+    if oracle is not None:
+        line += f"\n  batch: normalised 100th percentile {_fmt(oracle['p100'])}, 50th {_fmt(oracle['p50'])} over all " \
+                f"{oracle['designs']} designs (the per-trajectory ones are above)"
+    return line
 
 
 def default_out_dir(config) -> Path:
@@ -75,21 +95,29 @@ def describe_task(task) -> str:
     """One line naming the task's size and alphabet, and whether the alphabet was detected or given."""
     from bib_ray.tasks.user_data import describe_alphabet
 
+    from bib_ray.tasks.user_data import describe_replicates
+
     hint = " (--alphabet to choose)" if task.details.get("alphabet_source") == "detected" else ""
-    return f"task {task.name}: {len(task.y)} offline sequences of length {task.x.shape[1]}; " \
+    line = f"task {task.name}: {len(task.y)} offline sequences of length {task.x.shape[1]}; " \
            f"{describe_alphabet(task)}{hint}"
+    wild_type = task.details.get("wild_type")
+    if wild_type is not None:
+        shown = wild_type if len(wild_type) <= 40 else f"{wild_type[:37]}..."
+        line += (f"\nwild type {shown} (from {task.details['wild_type_source']}): edits are counted from it (the data "
+                 f"reach {task.mutation_radius} substitutions) and designs are written as its mutants")
+    replicates = describe_replicates(task)
+    return line if replicates is None else f"{line}\n{replicates}"
 
 
 def cmd_design(args: argparse.Namespace) -> int:
     from bib_ray.run.config import build_config
     from bib_ray.run.report import check_run_directory, remove_run_outputs, write_run_directory
-    from bib_ray.tasks import load_task
 
     config = build_config(_design_values(args))
     settings = ray_settings(args)
     out = Path(args.out) if args.out else default_out_dir(config)
     check_run_directory(out, args.overwrite)
-    task = load_task(config.task, config.data_dir, config.alphabet)  # bad data fails here, before Ray or a model
+    task = config.load_task()  # bad data, exclusions or positions fail here, before Ray or a model
     print(describe_task(task), flush=True)
     if args.local:
         from bib_ray.run.engine import run_design

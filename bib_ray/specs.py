@@ -28,3 +28,20 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise UserError("--seeds needs at least one seed")
     return seeds
+
+
+def parse_positions(text: str, what: str) -> list[int]:
+    """'1-10,23,40-45' (1-based, inclusive ranges) -> the sorted distinct positions; UserError naming
+    ``what`` for anything else."""
+    positions: set[int] = set()
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        low, dash, high = (piece.strip() for piece in part.partition("-"))
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise UserError(f"{what} {text!r}: {part!r} is not a position or a range like 40-45 (1-based)")
+        first, last = int(low), int(high) if dash else int(low)
+        if first < 1 or last < first:
+            raise UserError(f"{what} {text!r}: {part!r}: positions start at 1 and a range runs low-high")
+        positions.update(range(first, last + 1))
+    if not positions:
+        raise UserError(f"{what} {text!r} names no position")
+    return sorted(positions)

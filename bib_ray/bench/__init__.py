@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from bib_ray.errors import UserError
 
@@ -27,3 +28,21 @@ def exit_with(main: Callable[[], int], name: str) -> None:
     except UserError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def collect_rows(calls: dict, frames: list, csv_path: Path) -> None:
+    """Wait for the Ray ``calls`` (object ref -> label) that return lists of rows; as each finishes, add its
+    rows to ``frames`` (DataFrames) and write all of them to ``csv_path``, so a cut-off run keeps what
+    finished (``--resume``); a line on stderr says what is left."""
+    import time
+
+    import pandas as pd
+    import ray
+
+    pending, started = dict(calls), time.perf_counter()
+    while pending:
+        finished, _ = ray.wait(list(pending), num_returns=1)
+        label = pending.pop(finished[0])
+        frames.append(pd.DataFrame(ray.get(finished[0])))
+        pd.concat(frames, ignore_index=True).to_csv(csv_path, index=False)
+        print(f"{label}: done ({len(pending)} left, {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)

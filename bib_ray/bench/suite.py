@@ -41,7 +41,7 @@ EHRLICH_SETTINGS = "ehrlich,ehrlich:length=64,motifs=4"  # (L 32, 2 motifs) and 
 ALL_METHODS = ",".join(METHODS)
 LM_METHODS = ",".join(m for m in METHODS if m != "bdi")  # bdi needs no LM: the tiny presets already run it
 PRESET_DEFAULTS = dict(seeds="0-4", steps=None, designs=128,  # steps None: the reference T of each task
-                       kernel_rows=5000, observed_letters_only=False)
+                       kernel_rows=5000, observed_letters_only=False, batch=None)
 PRESETS = {  # each names its tasks, backbones and methods; PRESET_DEFAULTS fill in the rest
     "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=ALL_METHODS, seeds="0", steps=5, designs=8,
                   kernel_rows=300),
@@ -84,13 +84,15 @@ class SuiteGrid:
     data_dir: str | None = None
     kernel_rows: int = 5000
     observed_letters_only: bool = False
+    batch: int | None = None
 
     def config(self, task_spec: str, backbone: str, method: str | None = None, seed: int = 0):
         """The ``DesignConfig`` of a cell (``method`` None: what fitting the group needs)."""
         from bib_ray.run.config import build_config
 
         values = dict(task=task_spec, backbone=backbone, steps=self.steps, designs=self.designs, seeds=[seed],
-                      ntk_rows=self.kernel_rows, observed_letters_only=self.observed_letters_only, device="cpu")
+                      ntk_rows=self.kernel_rows, observed_letters_only=self.observed_letters_only, batch=self.batch,
+                      device="cpu")
         return build_config(values if method is None else {**values, "method": method})
 
 
@@ -113,20 +115,22 @@ def run_cell(fitted, grid: SuiteGrid, task_spec: str, backbone: str, method: str
 
     started = time.perf_counter()
     task = fitted.task
-    result = run_design(grid.config(task_spec, backbone, method, seed), task, LocalExecutor(), fitted=fitted).seeds[0]
+    run = run_design(grid.config(task_spec, backbone, method, seed), task, LocalExecutor(), fitted=fitted)
+    result, batch = run.seeds[0], (run.batch.summary["oracle"] if run.batch is not None else None) or {}
     final, summary = result.trajectory.final_codes, result.oracle_summary
     return {"task": task_spec, "backbone": backbone, "method": method, "seed": seed,
             "p100": summary["p100"], "p50": summary["p50"], "p100_scored": summary["p100_scored"],
             "p50_scored": summary["p50_scored"], "offline_best": summary["offline_best"], "scored": summary["ok"],
             "unknown": summary["unknown"], "infeasible": summary["infeasible"], "designs": len(final),
             "unique_designs": int(len(np.unique(final, axis=0))), "oracle_kind": task.oracle_kind.value,
+            "batch_p100": batch.get("p100", np.nan), "batch_p50": batch.get("p50", np.nan),
             "seconds": time.perf_counter() - started, "worker_pid": os.getpid()}
 
 
 ROW_COLUMNS = ["task", "backbone", "method", "seed", "p100", "p50", "p100_scored", "p50_scored", "offline_best",
-               "scored", "unknown", "infeasible", "designs", "unique_designs", "oracle_kind", "seconds",
-               "worker_pid"]  # run_cell's row, the CSV's columns
-ADDED_COLUMNS = ("offline_best",)  # absent from CSVs of older suites, which --resume still reads
+               "scored", "unknown", "infeasible", "designs", "unique_designs", "oracle_kind", "batch_p100",
+               "batch_p50", "seconds", "worker_pid"]  # run_cell's row, the CSV's columns
+ADDED_COLUMNS = ("offline_best", "batch_p100", "batch_p50")  # absent from older suites' CSVs, which --resume reads
 
 
 def grid(backbones: list[str], methods: list[str]) -> dict[str, list[str]]:
@@ -207,12 +211,15 @@ def markdown(frame: pd.DataFrame) -> str:
             return "n/a"
         return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
-    lines = ["| task | backbone | method | 100th pct (scored only) | 50th pct (scored only) | scored / designs | "
-             "unique | s / run | oracle |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    batched = frame.batch_p100.notna().any()
+    batch_head = " batch 100th / 50th |" if batched else ""
+    lines = ["| task | backbone | method | 100th pct (scored only) | 50th pct (scored only) |" + batch_head +
+             " scored / designs | unique | s / run | oracle |",
+             "|---|---|---|---|---|" + ("---|" if batched else "") + "---|---|---|---|"]
     for (task, backbone, method), group in frame.groupby(["task", "backbone", "method"], sort=False):
+        batch = f" {fmt(group.batch_p100)} / {fmt(group.batch_p50)} |" if batched else ""
         lines.append(f"| {task} | {backbone} | {method} | {fmt(group.p100)} ({fmt(group.p100_scored)}) | "
-                     f"{fmt(group.p50)} ({fmt(group.p50_scored)}) | "
+                     f"{fmt(group.p50)} ({fmt(group.p50_scored)}) |{batch} "
                      f"{group.scored.mean():.0f} / {group.designs.iloc[0]} | {group.unique_designs.mean():.0f} | "
                      f"{group.seconds.mean():.1f} | {group.oracle_kind.iloc[0]} |")
     return "\n".join(lines)
@@ -299,6 +306,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-rows", type=int, help="offline rows in the bdi method's NTK (default 5000)")
     parser.add_argument("--observed-letters-only", action="store_true", default=None,
                         help="designs use only letters the offline data shows at each position")
+    parser.add_argument("--batch", type=int, help="each cell also chooses a batch of N (its 100th / 50th percentiles "
+                        "go beside the per-trajectory ones)")
     parser.add_argument("--address", help="Ray cluster (default $RAY_ADDRESS, else embedded local Ray)")
     parser.add_argument("--out", default="runs/bench", help="directory for suite.csv, suite.md, suite.png")
     parser.add_argument("--doc", type=Path, help="also write the table into this markdown file's "
@@ -336,7 +345,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     where = connect(args.address)
     started = time.perf_counter()
     suite = SuiteGrid(tasks, backbones, methods, seeds, values["steps"], int(values["designs"]), args.data_dir,
-                      int(values["kernel_rows"]), bool(values["observed_letters_only"]))
+                      int(values["kernel_rows"]), bool(values["observed_letters_only"]), values["batch"])
     new_rows, fits = run_suite(suite, progress=not args.quiet, skip=frozenset(kept),
                                on_row=lambda row: pd.DataFrame([row], columns=ROW_COLUMNS).to_csv(
                                    csv_path, mode="a", header=False, index=False))

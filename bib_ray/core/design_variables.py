@@ -27,15 +27,17 @@ MASKED_LOGIT = -1e4  # far below any reachable logit: softmax weight 0, never th
 
 
 def mask_logits(logits: torch.Tensor, allowed: np.ndarray) -> torch.Tensor:
-    """Set the logits of letters not ``allowed`` (L, V) bool at a position to MASKED_LOGIT.
+    """Set the logits (B, L, V) of letters not ``allowed`` at a position to MASKED_LOGIT; ``allowed`` is
+    (L, V) for every design or (B, L, V) per design, bool.
 
     Their softmax weight and hence their gradient are then 0, so Adam never moves them and
-    decoding never picks them. The letters of the current argmax must be allowed."""
+    decoding never picks them; a position with one allowed letter has no gradient at all. The
+    letters of the current argmax must be allowed."""
     mask = torch.as_tensor(np.asarray(allowed, dtype=bool), device=logits.device)
-    if mask.shape != logits.shape[1:]:
+    if mask.shape not in (logits.shape[1:], logits.shape):
         raise ValueError(f"allowed {tuple(mask.shape)} does not match logits {tuple(logits.shape[1:])}")
-    positions = torch.arange(mask.shape[0], device=logits.device)[None, :]
-    if not bool(mask[positions, logits.argmax(-1)].all()):
+    mask = mask.expand_as(logits)
+    if not bool(mask.gather(-1, logits.argmax(-1, keepdim=True)).all()):
         raise ValueError("a starting letter is not allowed at its position")
     return logits.masked_fill(~mask, MASKED_LOGIT)
 

@@ -68,13 +68,15 @@ def _edits_to_nearest(codes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class EvolutionProblem:
     """What evolution designs: the starting population ``start`` (S, L) over ``vocab_size`` letters, the
-    support ``constraints`` children keep to (None: any sequence) and the ``base`` (L,) that the edit limit
-    counts from (None: each child's nearest starting sequence)."""
+    support ``constraints`` children keep to (None: any sequence), the ``base`` (L,) that the edit limit
+    counts from (None: each child's nearest starting sequence) and the positions no mutation or
+    recombination touches, ``fixed`` (L,) bool (None: none)."""
 
     start: np.ndarray
     vocab_size: int
     constraints: SupportConstraints | None = None
     base: np.ndarray | None = None
+    fixed: np.ndarray | None = None
 
 
 def evolve(problem: EvolutionProblem, score: ProxyScore, settings: EvolutionSettings, seed: int) -> EvolutionResult:
@@ -110,8 +112,12 @@ def evolve(problem: EvolutionProblem, score: ProxyScore, settings: EvolutionSett
         mates = parents[rng.integers(0, len(parents), settings.children_per_round)]
         crossover = (rng.random(settings.children_per_round) < settings.recombination_rate)[:, None] \
             & (rng.random(children.shape) < 0.5)
+        if problem.fixed is not None:
+            crossover &= ~problem.fixed[None, :]
         children = np.where(crossover, mates, children)
         mutate = rng.random(children.shape) < rate
+        if problem.fixed is not None:
+            mutate &= ~problem.fixed[None, :]
         shift = rng.integers(1, vocab_size, children.shape)  # a different letter, uniformly
         mutated = np.where(mutate, (children + shift) % vocab_size, children)
         if constraints is not None:

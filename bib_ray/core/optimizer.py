@@ -72,6 +72,7 @@ class OptimiserSettings:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     cotangents: CotangentBatching = CotangentBatching.SEQUENTIAL  # measured faster on CPU (bench.engine_speed)
+    checkpoint_steps: tuple[int, ...] = ()  # 1-based steps after which the logits are kept (a batch's candidates)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.lr <= 0:
@@ -80,6 +81,8 @@ class OptimiserSettings:
             raise ValueError("gamma_lr and init_std must be > 0 and 0 < eta_min <= eta_max")
         if not 0 <= self.gamma_init <= 1:
             raise ValueError("gamma_init must be in [0, 1]")
+        if any(not 1 <= step <= self.steps for step in self.checkpoint_steps):
+            raise ValueError(f"checkpoint_steps must lie in 1..{self.steps}")
 
     @property
     def needs_aux(self) -> bool:
@@ -99,15 +102,20 @@ class TrajectoryResult:
     final_logits: np.ndarray  # (B, L, V) float32: the design variables at the last step
     history: dict[str, np.ndarray]
     cotangents: str
+    checkpoint_logits: np.ndarray | None = None  # (K, B, L, V) float32 after each of ``checkpoint_steps``
+    checkpoint_steps: tuple[int, ...] = ()
 
     @classmethod
     def concatenate(cls, parts: list["TrajectoryResult"]) -> "TrajectoryResult":
         """Batches of trajectories (in order) as one result."""
+        kept = parts[0].checkpoint_logits is not None
         return cls(start_codes=np.concatenate([p.start_codes for p in parts]),
                    final_codes=np.concatenate([p.final_codes for p in parts]),
                    final_logits=np.concatenate([p.final_logits for p in parts]),
                    history={key: np.concatenate([p.history[key] for p in parts], axis=1) for key in parts[0].history},
-                   cotangents=parts[0].cotangents)
+                   cotangents=parts[0].cotangents,
+                   checkpoint_logits=np.concatenate([p.checkpoint_logits for p in parts], axis=1) if kept else None,
+                   checkpoint_steps=parts[0].checkpoint_steps)
 
 
 class _BatchedAdam:
@@ -195,8 +203,9 @@ class BIBOptimiser:
                 logits (B, L, V) (read-only).
 
         Returns:
-            The start and final argmax codes (B, L), the final logits (B, L, V) and the per-step
-            history (see ``TrajectoryResult``).
+            The start and final argmax codes (B, L), the final logits (B, L, V), the per-step
+            history and the logits after each of ``settings.checkpoint_steps`` (K, B, L, V) (see
+            ``TrajectoryResult``).
         """
         s = self.settings
         batch = logits.shape[0]
@@ -207,6 +216,7 @@ class BIBOptimiser:
         gamma_adam = _BatchedAdam(gamma, s.adam_beta1, s.adam_beta2, s.adam_eps)
         eta = torch.full((batch,), s.lr, dtype=dtype, device=device)
         history: dict[str, list[torch.Tensor]] = {}
+        kept: list[np.ndarray] = []
         for step in range(s.steps):
             logits.requires_grad_(True)
             with torch.enable_grad():
@@ -232,6 +242,8 @@ class BIBOptimiser:
             for key, value in records.items():
                 history.setdefault(key, []).append(value.detach().to("cpu", torch.float64))
             history.setdefault("codes", []).append(logits.argmax(-1).to("cpu", torch.int16))
+            if step + 1 in s.checkpoint_steps:
+                kept.append(logits.detach().float().cpu().numpy())
             if on_step is not None:
                 on_step(step, logits)
         return TrajectoryResult(
@@ -240,4 +252,6 @@ class BIBOptimiser:
             final_logits=logits.detach().float().cpu().numpy(),
             history={key: torch.stack(values).numpy() for key, values in history.items()},
             cotangents=s.cotangents.value,
+            checkpoint_logits=np.stack(kept) if s.checkpoint_steps else None,
+            checkpoint_steps=tuple(s.checkpoint_steps),
         )

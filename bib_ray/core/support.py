@@ -27,6 +27,9 @@ import torch
 
 
 
+DECODE_BLOCK = 128  # designs per run of the programme: larger blocks were slower per design (memory-bound)
+
+
 class SupportLevel(str, Enum):
     """Which constraints the final decode enforces (the edit limit K is set separately)."""
 
@@ -107,13 +110,16 @@ class SupportConstraints:
             ok &= (codes != base).sum(1) <= self.max_edits
         return ok
 
-    def decode(self, logits: np.ndarray | torch.Tensor, base: np.ndarray | None = None) -> np.ndarray:
+    def decode(self, logits: np.ndarray | torch.Tensor, base: np.ndarray | None = None,
+               allowed: np.ndarray | None = None) -> np.ndarray:
         """The exact constrained maximiser of the summed logits, per design.
 
         Args:
             logits: (B, L, V) final design logits Z.
             base: (B, L) per-design base sequences; required when K is set. Their own letters
                 and adjacent pairs are allowed in addition to the learned ones.
+            allowed: (B, L, V) bool, letters each design may use at all (e.g. only its own letter at
+                a position the user fixed); None allows every letter the constraints allow.
 
         Returns:
             (B, L) int64 codes s maximising sum_l Z[b, l, s_l] under the constraints; under an
@@ -126,14 +132,31 @@ class SupportConstraints:
             raise ValueError(f"logits {(length, vocab)} do not match the constraints {tuple(self.letters.shape)}")
         if self.max_edits is not None and base is None:
             raise ValueError("an edit limit needs the base sequences the edits are counted from")
-        base_t = None if base is None else torch.as_tensor(
-            np.broadcast_to(np.asarray(base, dtype=np.int64), (batch, length)).copy())
-        edits = 1 if self.max_edits is None else min(self.max_edits, length) + 1
+        base_np = None if base is None else np.broadcast_to(np.asarray(base, dtype=np.int64), (batch, length)).copy()
         letters = torch.as_tensor(self.letters)[None].expand(batch, length, vocab)
-        if base_t is not None:
-            letters = letters | torch.nn.functional.one_hot(base_t, vocab).bool()
-        neg_inf = torch.tensor(float("-inf"), dtype=torch.float64)
-        emit = torch.where(letters, z, neg_inf)  # (B, L, V)
+        if base_np is not None:
+            letters = letters | torch.nn.functional.one_hot(torch.as_tensor(base_np), vocab).bool()
+        if allowed is not None:
+            letters = letters & torch.as_tensor(np.asarray(allowed, dtype=bool))
+        emit = torch.where(letters, z, torch.tensor(float("-inf"), dtype=torch.float64))  # (B, L, V)
+        # A design whose per-position best letters are unique and already meet the pairs and the edit limit is
+        # the constrained maximiser itself (the only one): the programme below runs for the others.
+        top = emit.topk(min(2, vocab), dim=-1)
+        codes = top.indices[..., 0].numpy().copy()
+        clear = torch.isfinite(top.values[..., 0]).all(1)
+        if vocab > 1:
+            clear &= (top.values[..., 0] > top.values[..., 1]).all(1)
+        rest = np.flatnonzero(~(clear.numpy() & self.satisfied(codes, base_np)))
+        for start in range(0, len(rest), DECODE_BLOCK):  # small blocks: faster per design
+            block = rest[start:start + DECODE_BLOCK]
+            codes[block] = self._viterbi(emit[block], None if base_np is None else torch.as_tensor(base_np[block]))
+        return codes
+
+    def _viterbi(self, emit: torch.Tensor, base_t: torch.Tensor | None) -> np.ndarray:
+        """The exact programme over positions with state (letter, edits used) on emission scores ``emit``
+        (B, L, V) (-inf for letters not allowed), ``base_t`` (B, L) the edits' base."""
+        batch, length, vocab = emit.shape
+        edits = 1 if self.max_edits is None else min(self.max_edits, length) + 1
         # cost[b, l, v] = 1 when letter v at l is an edit from the base (only tracked under an edit limit)
         cost = None if self.max_edits is None else (torch.arange(vocab)[None, None, :] != base_t[:, :, None]).long()
 

@@ -31,7 +31,7 @@ from bib_ray.run.config import DesignConfig
 from bib_ray.run.engine import run_design
 from bib_ray.run.executor import LocalExecutor, StepHook
 from bib_ray.run.results import DesignRun
-from bib_ray.tasks import Task, load_task
+from bib_ray.tasks import Task
 
 
 def shard_resources(settings: RaySettings) -> ShardResources:
@@ -145,7 +145,7 @@ def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: boo
     one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU. The task is loaded here, on the driver
     (unless given), and shipped: workers need no data files."""
     started = time.perf_counter()
-    task = task if task is not None else load_task(config.task, config.data_dir, config.alphabet)
+    task = task if task is not None else config.load_task()
     config = config.resolved_for(task.alphabet)
     where = connect(settings.address)
     if config.uses_ntk_proxy:

@@ -65,8 +65,9 @@ def fingerprint_codes(task: Task) -> np.ndarray:
 
 
 def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, proxy: BidirectionalProxy,
-                        aux: AuxiliaryEnsemble | None) -> Path:
-    """Write the artifact directory; returns it."""
+                        aux: AuxiliaryEnsemble | None, fixed_positions: list[int] | None = None) -> Path:
+    """Write the artifact directory; returns it. ``fixed_positions`` (1-based) records the positions the
+    run's designs kept."""
     directory.mkdir(parents=True, exist_ok=True)
     probe = fingerprint_codes(task)
     tensors = {f"stats.{k}": v.contiguous() for k, v in proxy.statistics.to_tensors().items()}
@@ -83,6 +84,7 @@ def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, proxy: Bidi
         "label_mean": proxy.label_mean, "label_std": proxy.label_std, "offline_rows": proxy.count,
         "aux": None if aux is None else aux.config(),
         "fingerprint_sequences": task.sequences(probe),
+        "fixed_positions": fixed_positions,
     }
     (directory / JSON_NAME).write_text(json.dumps(meta, indent=2))
     return directory

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,13 +16,19 @@ from bib_ray.core.evolution import EvolutionSettings
 from bib_ray.core.methods import NTK_BACKBONE, Method, methods_help
 from bib_ray.core.optimizer import CotangentBatching, OptimiserSettings
 from bib_ray.core.support import SupportLevel
+from bib_ray.errors import UserError
 from bib_ray.proxy.fitting import ProxySettings
-from bib_ray.specs import parse_seeds
+from bib_ray.tasks import Task, UserDataOptions, load_task
+from bib_ray.tasks.mutations import read_wild_type
+from bib_ray.tasks.user_data import read_exclusions
+from bib_ray.run.batch import BatchSettings
+from bib_ray.specs import parse_positions, parse_seeds
 from bib_ray.validation import parse_model
 
 OPTIMISER = OptimiserSettings()  # the reference code's values: the defaults below read them
 AUX = AuxiliarySettings()
 PROXY = ProxySettings()
+BATCH = BatchSettings(size=1)  # its defaults: chosen by measurement (bib_ray.run.batch)
 
 
 REFERENCE_STEPS = {"nucleotide": 100, "protein": 25}  # dna/BIB.py and protein/BIB.py, --Tmax
@@ -89,6 +98,41 @@ class DesignConfig(BaseModel):
     cotangents: CotangentBatching = Field(OPTIMISER.cotangents,
                                           description="how the adaptive modules' LM gradients are taken: one "
                                                       "backward each (sequential) or one vmapped backward (batched)")
+    batch: int | None = Field(None, ge=1, description="also choose N sequences to order, pooled over the seeds: "
+                              "distinct, none offline or in --exclude, ranked by a lower confidence bound under a "
+                              "diversity rule (batch.csv, batch.fasta)")
+    kappa: float = Field(BATCH.kappa, ge=0, description="the batch's bound: mean - kappa * std over the "
+                         "proxy and the aux ensemble's members")
+    batch_min_distance: int = Field(BATCH.min_distance, ge=1, description="designs in the batch differ "
+                                    "pairwise in at least this many positions")
+    batch_per_start: int | None = Field(BATCH.per_start, ge=1, description="at most this many batch "
+                                        "designs from one starting sequence (default: no cap)")
+    batch_checkpoints: int = Field(BATCH.checkpoints, ge=0, le=50, description="points along each "
+                                   "trajectory, besides its end, whose decoded designs are batch candidates")
+    exclude: str | None = Field(None, description="CSV or FASTA of sequences already ordered or measured "
+                                "elsewhere: never in the batch")
+    fixed: str | None = Field(None, description="positions every design keeps from its start, 1-based ranges "
+                              "like 1-10,23,40-45")
+    mutable: str | None = Field(None, description="the only positions designs may change, 1-based ranges (the "
+                                "others are fixed)")
+    wild_type: str | None = Field(None, description="user data: the wild type its sequences are variants of (a "
+                                  "sequence or a FASTA file); designs are limited and written relative to it")
+    duplicates: Literal["mean", "median", "max", "error"] = Field("mean", description="user data: a sequence "
+                                                                   "measured more than once gets the mean, median "
+                                                                   "or max of its scores; error refuses it")
+
+    @field_validator("fixed", "mutable")
+    @classmethod
+    def _position_ranges(cls, text: str | None, info) -> str | None:
+        if text is not None:
+            parse_positions(text, f"--{info.field_name}")
+        return text
+
+    @model_validator(mode="after")
+    def _fixed_or_mutable(self) -> "DesignConfig":
+        if self.fixed is not None and self.mutable is not None:
+            raise ValueError("give --fixed or --mutable, not both (one is the other's complement)")
+        return self
 
     @field_validator("backbone")
     @classmethod
@@ -162,10 +206,11 @@ class DesignConfig(BaseModel):
         """The optimiser's settings of a gradient method (ValueError for ``evolution``, which has none)."""
         if not self.method.is_gradient:
             raise ValueError(f"method {self.method.value} does not run the gradient optimiser")
+        checkpoints = () if self.batch is None else self.batch_settings().checkpoint_steps(self.resolved_steps)
         return OptimiserSettings(mode=self.method.mode, adaptive_eta=self.method.adaptive_eta,
                                  steps=self.resolved_steps, lr=self.lr, target=self.target,
                                  gamma_init=self.gamma_init, gamma_lr=self.gamma_lr, eta_meta_lr=self.eta_meta_lr,
-                                 init_std=self.init_std, cotangents=self.cotangents)
+                                 init_std=self.init_std, cotangents=self.cotangents, checkpoint_steps=checkpoints)
 
     def aux_settings(self) -> AuxiliarySettings:
         return AuxiliarySettings(members=self.aux_members, hidden=self.aux_hidden, epochs=self.aux_epochs,
@@ -182,6 +227,45 @@ class DesignConfig(BaseModel):
         member each round."""
         return EvolutionSettings(rounds=self.resolved_steps, population=self.designs,
                                  children_per_round=4 * self.designs)
+
+    def batch_settings(self) -> BatchSettings | None:
+        """The batch to choose (None without ``batch``)."""
+        if self.batch is None:
+            return None
+        return BatchSettings(size=self.batch, kappa=self.kappa, min_distance=self.batch_min_distance,
+                                   per_start=self.batch_per_start, checkpoints=self.batch_checkpoints)
+
+    def fixed_positions(self, length: int) -> np.ndarray | None:
+        """(L,) bool: the positions no design may change (``fixed``, or all but ``mutable``); None when every
+        position may change. UserError for a position past ``length`` or nothing left to mutate."""
+        given = self.fixed if self.fixed is not None else self.mutable
+        if given is None:
+            return None
+        flag = "--fixed" if self.fixed is not None else "--mutable"
+        positions = parse_positions(given, flag)
+        if positions[-1] > length:
+            raise UserError(f"{flag} {given!r}: position {positions[-1]} is past the end of the designs "
+                            f"(length {length}; positions are 1-based)")
+        named = np.zeros(length, dtype=bool)
+        named[np.asarray(positions) - 1] = True
+        fixed = named if self.fixed is not None else ~named
+        if fixed.all():
+            raise UserError(f"{flag} {given!r} leaves no position to mutate (length {length})")
+        return fixed
+
+    def user_data_options(self) -> UserDataOptions:
+        """How a user data file is read: alphabet, replicates, wild type (read from its file if one is named)."""
+        wild_type = None if self.wild_type is None else read_wild_type(self.wild_type)
+        return UserDataOptions(alphabet=self.alphabet, duplicates=self.duplicates, wild_type=wild_type)
+
+    def load_task(self) -> Task:
+        """The task, on the process that has the data: loaded, its ``exclude`` file read into it, and the
+        fixed positions checked against its length (every user mistake is a UserError here, before Ray)."""
+        task = load_task(self.task, self.data_dir, self.user_data_options())
+        if self.exclude is not None:
+            task = dataclasses.replace(task, excluded=read_exclusions(self.exclude, task))
+        self.fixed_positions(task.length)
+        return task
 
     def method_label(self) -> str:
         """The method's name, e.g. 'bib+eta'."""

@@ -30,14 +30,28 @@ def edit_base(task: Task, start_codes: np.ndarray) -> np.ndarray:
     return start_codes if task.reference is None else np.broadcast_to(task.reference, start_codes.shape)
 
 
+def kept_letters(start_codes: np.ndarray, vocab_size: int, fixed: np.ndarray | None) -> np.ndarray | None:
+    """(B, L, V) bool: every letter, but at the ``fixed`` (L,) positions only each design's own starting
+    letter; None without fixed positions."""
+    if fixed is None:
+        return None
+    start_codes = np.asarray(start_codes)
+    allowed = np.ones((*start_codes.shape, vocab_size), dtype=bool)
+    allowed[:, fixed, :] = np.eye(vocab_size, dtype=bool)[start_codes[:, fixed]]
+    return allowed
+
+
 def decode_designs(task: Task, start_codes: np.ndarray, final_logits: np.ndarray, level: SupportLevel,
-                   max_edits: int | None) -> np.ndarray:
-    """Final designs (B, L): the exact constrained decode of ``final_logits`` (B, L, V) under
-    ``task_support(task, level, max_edits)``; plain argmax when that leaves nothing to enforce."""
+                   max_edits: int | None, fixed: np.ndarray | None = None) -> np.ndarray:
+    """Designs (B, L): the exact constrained decode of ``final_logits`` (B, L, V) under
+    ``task_support(task, level, max_edits)``, each design keeping its start's letters at the ``fixed``
+    (L,) positions; plain argmax when that leaves nothing to enforce."""
     constraints = task_support(task, level, max_edits)
+    allowed = kept_letters(start_codes, len(task.alphabet), fixed)
     if level is SupportLevel.NONE and constraints.max_edits is None:
-        return np.asarray(final_logits).argmax(-1)
-    return constraints.decode(final_logits, edit_base(task, start_codes))
+        logits = np.asarray(final_logits)
+        return (logits if allowed is None else np.where(allowed, logits, -np.inf)).argmax(-1)
+    return constraints.decode(final_logits, edit_base(task, start_codes), allowed)
 
 
 def evolution_support(task: Task, level: SupportLevel, max_edits: int | None,

@@ -109,6 +109,8 @@ def build_summary(run: DesignRun) -> dict:
                   "dim": getattr(fitted.proxy, "dim", None)},
         "scores": scores,
         "per_seed": per_seed,
+        "fixed_positions": fixed_positions(run),
+        "batch": None if run.batch is None else run.batch.summary,
         "timings": {**fitted.timings, "total_s": run.total_s,
                     "optimise_s_per_seed": _mean_std([r.timings["optimise_s"] for r in run.seeds]),
                     "step_ms": _mean_std([r.timings["step_ms"] for r in run.seeds])},
@@ -117,10 +119,16 @@ def build_summary(run: DesignRun) -> dict:
     }
 
 
-def _write_fasta(table: pd.DataFrame, path: Path) -> None:
+def fixed_positions(run: DesignRun) -> list[int] | None:
+    """The 1-based positions no design changed (None: none fixed)."""
+    fixed = run.config.fixed_positions(run.fitted.task.length)
+    return None if fixed is None else [int(i) + 1 for i in np.flatnonzero(fixed)]
+
+
+def _write_fasta(table: pd.DataFrame, path: Path, name: str = "seed{seed}_design{design}") -> None:
     lines = []
     for row in table.itertuples(index=False):
-        header = f">seed{row.seed}_design{row.design} proxy_score={row.proxy_score:.6g}"
+        header = f">{name.format(**row._asdict())} proxy_score={row.proxy_score:.6g}"
         if "oracle_status" in table.columns:
             oracle = "NA" if row.oracle_status != "ok" else f"{row.oracle_score:.6g}"
             header += f" oracle_score={oracle} oracle_status={row.oracle_status}"
@@ -128,8 +136,8 @@ def _write_fasta(table: pd.DataFrame, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-RUN_OUTPUTS = ("designs.csv", "designs.fasta", "history.csv", "score_vs_step.png", "gamma_eta_vs_step.png",
-               "summary.json", "proxy")  # what write_run_directory may write; summary.json marks a run
+RUN_OUTPUTS = ("designs.csv", "designs.fasta", "batch.csv", "batch.fasta", "history.csv", "score_vs_step.png",
+               "gamma_eta_vs_step.png", "summary.json", "proxy")  # what write_run_directory may write; summary.json marks a run
 
 
 def check_run_directory(out: Path, overwrite: bool) -> None:
@@ -166,6 +174,9 @@ def write_run_directory(run: DesignRun, out: Path) -> dict:
     designs = run.designs
     designs.to_csv(out / "designs.csv", index=False)
     _write_fasta(designs, out / "designs.fasta")
+    if run.batch is not None:
+        run.batch.table.to_csv(out / "batch.csv", index=False)
+        _write_fasta(run.batch.table, out / "batch.fasta", "rank{rank}_seed{seed}_trajectory{trajectory}_step{step}")
     traces = oracle_traces(run)
     history_table(run, traces).to_csv(out / "history.csv", index=False)
     plot_history({r.seed: r.trajectory.history for r in run.seeds}, run.fitted.proxy.label_mean,
@@ -174,7 +185,8 @@ def write_run_directory(run: DesignRun, out: Path) -> dict:
     first = run.seeds[0]
     summary = build_summary(run)
     if isinstance(run.fitted.proxy, BidirectionalProxy):
-        save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux)
+        save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux,
+                            fixed_positions=summary["fixed_positions"])
         summary["artifact"] = {"path": str((out / "proxy").resolve()), "aux_seed": first.seed}
     else:
         summary["artifact"] = None

@@ -11,6 +11,7 @@ import pandas as pd
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
 from bib_ray.core.optimizer import TrajectoryResult
 from bib_ray.proxy.fitting import FittedProxy
+from bib_ray.run.batch import BatchResult
 from bib_ray.run.config import DesignConfig
 from bib_ray.tasks.base import Task
 from bib_ray.tasks.evaluation import evaluate_with_oracle, novelty
@@ -33,6 +34,7 @@ class DesignRun:
     fitted: FittedProxy
     seeds: list[SeedResult]
     total_s: float
+    batch: BatchResult | None = None
 
     @property
     def designs(self) -> pd.DataFrame:
@@ -41,11 +43,12 @@ class DesignRun:
 
 def design_table(task: Task, seed: int, trajectory: TrajectoryResult,
                  scores: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict | None]:
-    """One row per final design: sequence, proxy/aux ``scores`` (``score_codes``), oracle scores, novelty;
-    and the oracle's summary of the designs (None without an oracle)."""
+    """One row per final design: sequence, mutations (from the wild type, else the start), proxy/aux
+    ``scores`` (``score_codes``), oracle scores, novelty; and the oracle's summary of the designs (None
+    without an oracle)."""
     final, start = trajectory.final_codes, trajectory.start_codes
-    table = pd.DataFrame({"seed": seed, "design": np.arange(len(final)),
-                          "sequence": task.sequences(final), "start_sequence": task.sequences(start)})
+    table = pd.DataFrame({"seed": seed, "design": np.arange(len(final)), "sequence": task.sequences(final),
+                          "mutations": task.mutations(final, start), "start_sequence": task.sequences(start)})
     for key, values in scores.items():
         table[key] = values
     evaluation = evaluate_with_oracle(task, final)

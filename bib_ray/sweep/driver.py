@@ -35,7 +35,7 @@ from bib_ray.run.config import DesignConfig
 from bib_ray.sweep.config import Distribution, SweepConfig
 from bib_ray.sweep.selection import (METRICS, Candidate, RowEmbeddings, SelectionMetric, fit_metrics, needs_split,
                                      split_offline, top_rows)
-from bib_ray.tasks import Task, load_task
+from bib_ray.tasks import Task
 
 METRIC = "selection_score"
 
@@ -281,7 +281,7 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
         raise UserError(f"{experiment} holds a sweep already: pass --resume to continue it or choose another "
                         f"--out / --storage")
     base = sweep.base_config()
-    task = load_task(base.task, base.data_dir, base.alphabet)
+    task = base.load_task()
     sweep = sweep.resolved_for(task.alphabet)
     train, holdout = split_offline(task, sweep.holdout_fraction) if needs_split(sweep.metric) else (task, None)
     needs = METRICS[sweep.metric].needs_embeddings

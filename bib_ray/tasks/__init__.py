@@ -18,7 +18,7 @@ from bib_ray.errors import UserError
 from bib_ray.specs import parse_int_options
 from bib_ray.tasks.base import DesignStatus, OracleKind, OracleResult, Task
 from bib_ray.tasks.data_dir import resolve_data_dir
-from bib_ray.tasks.user_data import FASTA_SUFFIXES, TABLE_SUFFIXES
+from bib_ray.tasks.user_data import FASTA_SUFFIXES, TABLE_SUFFIXES, UserDataOptions
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ TASKS = [
 ]
 
 
-def load_task(spec: str, data_dir: str | Path | None = None, alphabet: str | None = None) -> Task:
-    """Build the task named by ``spec``; ``alphabet`` applies to user files only."""
+def load_task(spec: str, data_dir: str | Path | None = None, user: UserDataOptions | None = None) -> Task:
+    """Build the task named by ``spec``; ``user`` (alphabet, replicates, wild type) applies to user files only."""
     from bib_ray.tasks.dms import SCANS, load_dms
     from bib_ray.tasks.ehrlich import load_ehrlich
     from bib_ray.tasks.gb1 import load_gb1
@@ -55,9 +55,11 @@ def load_task(spec: str, data_dir: str | Path | None = None, alphabet: str | Non
 
     name, _, argument = spec.partition(":")
     if name == "user" and argument:
-        return load_user_task(argument, alphabet=alphabet)
+        return load_user_task(argument, user or UserDataOptions())
     if Path(spec).suffix.lower() in FASTA_SUFFIXES | TABLE_SUFFIXES and not argument:
-        return load_user_task(spec, alphabet=alphabet)
+        return load_user_task(spec, user or UserDataOptions())
+    if user is not None and user.wild_type is not None:
+        raise UserError(f"--wild-type is for user data files; task {spec!r} has its own reference, if any")
     if name == "design-bench" and argument:
         from bib_ray.tasks.design_bench_adapter import load_design_bench_task
 
@@ -77,4 +79,4 @@ def load_task(spec: str, data_dir: str | Path | None = None, alphabet: str | Non
     return loaders[spec](resolve_data_dir(data_dir))
 
 
-__all__ = ["DesignStatus", "OracleKind", "OracleResult", "Task", "TaskInfo", "TASKS", "load_task"]
+__all__ = ["DesignStatus", "OracleKind", "OracleResult", "Task", "TaskInfo", "TASKS", "UserDataOptions", "load_task"]

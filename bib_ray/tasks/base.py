@@ -68,6 +68,7 @@ class Task:
             ``design_positions`` of it before the LM embeds them.
         reference: optional (L,) sequence that mutation counts are taken from (a DMS wild type);
             ``max_mutations`` limits designs relative to it, else relative to their starts.
+        excluded: optional (E, L) sequences already ordered or measured elsewhere: never put in a batch.
     """
 
     name: str
@@ -80,6 +81,7 @@ class Task:
     template: np.ndarray | None = None
     design_positions: np.ndarray | None = None
     reference: np.ndarray | None = None
+    excluded: np.ndarray | None = None
     description: str = ""
     details: dict = field(default_factory=dict)
 
@@ -101,6 +103,29 @@ class Task:
     def read_length(self) -> int:
         """Length of what the LM reads: the template's when there is one, else the designs'."""
         return self.length if self.template is None else int(self.template.shape[0])
+
+    @property
+    def wild_type(self) -> np.ndarray | None:
+        """(L,) the wild type designs are written relative to: the reference (a DMS wild type), else the
+        template's letters at the designed positions (GB1's VDGV), else None."""
+        if self.reference is not None:
+            return self.reference
+        return None if self.template is None else self.template[self.design_positions]
+
+    @property
+    def residue_numbers(self) -> np.ndarray:
+        """(L,) the 1-based number of each designed residue: its position in the template when there is one."""
+        if self.design_positions is not None:
+            return np.asarray(self.design_positions) + 1
+        return np.arange(1, self.length + 1)
+
+    def mutations(self, codes: np.ndarray, starts: np.ndarray) -> list[str]:
+        """Mutation notation of ``codes`` (B, L) (``A23G:K45R``): from the wild type when the task has one,
+        else from each design's start ``starts`` (B, L)."""
+        from bib_ray.tasks.mutations import mutation_strings
+
+        base = self.wild_type if self.wild_type is not None else starts
+        return mutation_strings(codes, base, self.alphabet, self.residue_numbers)
 
     @property
     def mutation_radius(self) -> int | None:

@@ -1,11 +1,15 @@
 """User data: a CSV/TSV or FASTA file of sequences with measured scores (no oracle).
 
-CSV/TSV: a sequence column (sequence, seq or variant) and a score column (score, y,
-fitness, label or value); FASTA: the score is the last number of each header
-(">name score=1.5", ">name|1.5" or ">name 1.5"). Every problem is reported with the row
-(CSV: 1-based data row and file line; FASTA: record number and name): mixed lengths,
-letters outside the alphabet, missing or non-numeric scores, and duplicate sequences with
-conflicting scores. Exact duplicates (same sequence, same score) are merged and counted.
+CSV/TSV: a sequence column (sequence, seq, mutated_sequence or variant) and a score column
+(score, y, fitness, label, value or DMS_score); FASTA: the score is the last number of each
+header (">name score=1.5", ">name|1.5" or ">name 1.5"). A ``mutant`` column (``A23G:K45R``,
+ProteinGym's) comes with a wild type: the sequences' own (each mutant put back) or one given
+(``UserDataOptions.wild_type``), which a file of mutants alone needs; the task then designs
+around that wild type as a deep mutational scan does. Every problem is reported with the row
+(CSV: 1-based data row and file line; FASTA: record number and name): mixed lengths, letters
+outside the alphabet, missing or non-numeric scores, a mutant that disagrees with the wild type.
+A sequence measured more than once (replicates) gets the mean, median or max of its scores, or
+is refused (``duplicates``); how many were merged is in ``Task.details``.
 
 Files must be UTF-8 text (a byte-order mark is fine); empty, binary (compressed, images, NUL
 bytes) and otherwise-encoded files are refused with what to do about them. Without
@@ -21,7 +25,9 @@ import csv
 import io
 import math
 import re
+import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +37,27 @@ from bib_ray.alphabets import (DNA, NAMED_ALPHABETS, NUCLEOTIDES, PROTEIN, RNA, 
                               is_nucleotide, resolve_alphabet)
 from bib_ray.errors import UserError
 from bib_ray.tasks.base import Task
+from bib_ray.tasks.mutations import apply_mutant, wild_type_of
 
-SEQUENCE_COLUMNS = ("sequence", "seq", "variant")
-SCORE_COLUMNS = ("score", "y", "fitness", "label", "value")
+
+@dataclass(frozen=True)
+class UserDataOptions:
+    """How a user's data file is read: its ``alphabet`` (None: detected), how ``duplicates`` (replicate
+    measurements of one sequence) are merged -- mean, median, max, or error to refuse them -- and the
+    ``wild_type`` its sequences are variants of (a sequence; None: from a ``mutant`` column, if any)."""
+
+    alphabet: str | None = None
+    duplicates: str = "mean"
+    wild_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.duplicates not in DUPLICATE_MODES:
+            raise UserError(f"duplicates {self.duplicates!r}: choose one of {', '.join(DUPLICATE_MODES)}")
+
+SEQUENCE_COLUMNS = ("sequence", "seq", "mutated_sequence", "variant")
+SCORE_COLUMNS = ("score", "y", "fitness", "label", "value", "dms_score")
+MUTANT_COLUMN = "mutant"
+DUPLICATE_MODES = ("mean", "median", "max", "error")
 FASTA_SUFFIXES = {".fasta", ".fa", ".fna", ".faa", ".fas"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
 _HEADER_SCORE = re.compile(r"(?:score=|\|)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN)\s*$")
@@ -116,15 +140,59 @@ def _pick_column(columns: list[str], wanted: tuple[str, ...], given: str | None,
     raise UserError(f"{path}: no {what} column; expected one of {list(wanted)} (columns: {columns})")
 
 
-def _read_table(path: Path, sequence_column: str | None, score_column: str | None) -> list[tuple[str, str, object]]:
-    """(label for messages, sequence, raw score) per data row."""
+def _read_table(path: Path, sequence_column: str | None, score_column: str | None,
+                wild_type: str | None) -> tuple[list[tuple[str, str, object]], str | None]:
+    """(label for messages, sequence, raw score) per data row, and the wild type: ``wild_type`` as given,
+    or the one a ``mutant`` column and its sequences imply, or None."""
     frame = _read_frame(path)
     columns = [str(c) for c in frame.columns]
-    seq_col = _pick_column(columns, SEQUENCE_COLUMNS, sequence_column, "sequence", path)
+    lowered = {c.lower(): c for c in columns}
+    mutant_col = lowered.get(MUTANT_COLUMN)
+    has_sequences = sequence_column is not None or any(name in lowered for name in SEQUENCE_COLUMNS)
+    seq_col = _pick_column(columns, SEQUENCE_COLUMNS, sequence_column, "sequence", path) \
+        if mutant_col is None or has_sequences else None
     score_col = _pick_column(columns, SCORE_COLUMNS, score_column, "score", path)
+    if seq_col is None:
+        if wild_type is None:
+            raise UserError(f"{path}: the file has a {MUTANT_COLUMN!r} column but no sequence column: give the "
+                            "wild type its mutants are written against (--wild-type SEQUENCE or a FASTA file)")
+        _require_data_rows(frame, path)
+        rows = []
+        for i, (mutant, value) in enumerate(zip(frame[mutant_col], frame[score_col])):
+            label = f"row {i + 1} (line {i + 2})"
+            try:
+                rows.append((label, apply_mutant(mutant, wild_type, string.ascii_uppercase), value))
+            except ValueError as error:
+                raise UserError(f"{path}: {label}: {error}") from None
+        return rows, wild_type
     _require_data_rows(frame, path)
-    return [(f"row {i + 1} (line {i + 2})", str(s), v)
-            for i, (s, v) in enumerate(zip(frame[seq_col], frame[score_col]))]
+    rows = [(f"row {i + 1} (line {i + 2})", str(s), v) for i, (s, v) in enumerate(zip(frame[seq_col], frame[score_col]))]
+    if mutant_col is not None:
+        wild_type = _wild_type_of_mutants(path, rows, frame[mutant_col].tolist(), wild_type)
+    return rows, wild_type
+
+
+def _wild_type_of_mutants(path: Path, rows: list[tuple[str, str, object]], mutants: list[str],
+                          given: str | None) -> str:
+    """The one wild type that every row's mutant and sequence imply (or ``given``, checked against them)."""
+    wild_type, source = given, "the wild type given (--wild-type)"
+    for (label, sequence, _), mutant in zip(rows, mutants):
+        try:
+            implied = wild_type_of(mutant, sequence.strip().upper(), string.ascii_uppercase)
+        except ValueError as error:
+            raise UserError(f"{path}: {label}: {error}") from None
+        if wild_type is None:
+            wild_type, source = implied, f"the wild type of {label}"
+            continue
+        if len(implied) != len(wild_type):
+            raise UserError(f"{path}: {label}: length {len(implied)} differs from {source}'s {len(wild_type)}")
+        differ = [i for i, (a, b) in enumerate(zip(implied, wild_type)) if a != b]
+        if differ:
+            i = differ[0]
+            raise UserError(f"{path}: {label}: mutant {str(mutant).strip() or 'WT'!r} does not account for its "
+                            f"sequence: position {i + 1} is {sequence.strip().upper()[i]}, {source} has "
+                            f"{wild_type[i]} there")
+    return wild_type
 
 
 def _require_data_rows(frame: pd.DataFrame, path: Path) -> None:
@@ -258,17 +326,18 @@ def describe_alphabet(task: Task | Mapping) -> str:
     return f"alphabet {shown}, {source}"
 
 
-def load_user_task(path: str | Path, alphabet: str | None = None, sequence_column: str | None = None,
-                   score_column: str | None = None) -> Task:
-    """Validate and load a user's data file as a Task with no oracle."""
+def load_user_task(path: str | Path, options: UserDataOptions = UserDataOptions(),
+                   sequence_column: str | None = None, score_column: str | None = None) -> Task:
+    """Validate and load a user's data file as a Task with no oracle (see the module docstring)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"data file {str(path)!r} does not exist")
+    given_wild_type = None if options.wild_type is None else options.wild_type.strip().upper()
     suffix = path.suffix.lower()
     if suffix in FASTA_SUFFIXES:
-        rows = _read_fasta(path)
+        rows, wild_type = _read_fasta(path), given_wild_type
     elif suffix in TABLE_SUFFIXES:
-        rows = _read_table(path, sequence_column, score_column)
+        rows, wild_type = _read_table(path, sequence_column, score_column, given_wild_type)
     else:
         raise UserError(f"{path}: unknown file type {suffix!r}; use .csv, .tsv or .fasta/.fa")
     if not rows:
@@ -283,28 +352,101 @@ def load_user_task(path: str | Path, alphabet: str | None = None, sequence_colum
             raise UserError(f"{path}: {label}: length {len(seq)} differs from the first row's {first_length}; "
                             "all sequences must have one length")
     labels = [label for label, _, _ in rows]
-    letters = resolve_alphabet(alphabet) if alphabet else detect_alphabet(sequences, labels, path)
+    letters = resolve_alphabet(options.alphabet) if options.alphabet else detect_alphabet(sequences, labels, path)
     allowed = set(letters)
     for (label, _, _), seq in zip(rows, sequences):
         bad = sorted(set(seq) - allowed)
         if bad:
-            hint = "" if alphabet else " (detected; pass --alphabet to choose the letters)"
+            hint = "" if options.alphabet else " (detected; pass --alphabet to choose the letters)"
             raise UserError(f"{path}: {label}: letter(s) {bad} not in alphabet {letters!r}{hint}")
-    first_seen: dict[str, int] = {}
-    keep: list[int] = []
+    unique, y, replicated = _merge_replicates(path, rows, sequences, scores, options.duplicates)
+    if len(unique) < 2:
+        raise UserError(f"{path}: need at least 2 distinct sequences, found {len(unique)}")
+    x = encode(unique, letters)
+    details = {"path": str(path.resolve()), "rows": len(rows), "merged_rows": len(rows) - len(unique),
+               "replicated_sequences": replicated, "duplicates": options.duplicates,
+               "alphabet": alphabet_name(letters), "alphabet_source": "given" if options.alphabet else "detected"}
+    reference = None
+    if wild_type is not None:
+        reference = _checked_wild_type(path, wild_type, letters, first_length)
+        counts = (x != reference[None, :]).sum(1)
+        details.update(wild_type="".join(letters[i] for i in reference), mutation_radius=int(max(counts.max(), 1)),
+                       wild_type_source="--wild-type" if given_wild_type is not None else "the mutant column")
+    return Task(name=f"user:{path.name}", alphabet=letters, x=x, y=y, reference=reference,
+                description=f"user data from {path} (no ground-truth oracle)", details=details)
+
+
+def _merge_replicates(path: Path, rows: list[tuple[str, str, object]], sequences: list[str], scores: list[float],
+                      mode: str) -> tuple[list[str], np.ndarray, int]:
+    """Distinct sequences (in first-seen order), one score each, and how many were measured more than once.
+    ``mode`` error refuses different scores of one sequence (equal ones merge); else their mean, median
+    or max."""
+    groups: dict[str, list[int]] = {}
     for index, seq in enumerate(sequences):
-        if seq not in first_seen:
-            first_seen[seq] = index
-            keep.append(index)
-        elif scores[first_seen[seq]] != scores[index]:
-            earlier = first_seen[seq]
-            raise UserError(f"{path}: {rows[earlier][0]} and {rows[index][0]} have the same sequence {seq} "
-                            f"with different scores {scores[earlier]} and {scores[index]}")
-    if len(keep) < 2:
-        raise UserError(f"{path}: need at least 2 distinct sequences, found {len(keep)}")
-    return Task(name=f"user:{path.name}", alphabet=letters, x=encode([sequences[i] for i in keep], letters),
-                y=np.array([scores[i] for i in keep]),
-                description=f"user data from {path} (no ground-truth oracle)",
-                details={"path": str(path.resolve()), "rows": len(rows),
-                         "merged_exact_duplicates": len(rows) - len(keep), "alphabet": alphabet_name(letters),
-                         "alphabet_source": "given" if alphabet else "detected"})
+        groups.setdefault(seq, []).append(index)
+    merged = []
+    for seq, members in groups.items():
+        values = [scores[i] for i in members]
+        if mode == "error" and len(set(values)) > 1:
+            first, other = members[0], next(i for i in members if scores[i] != scores[members[0]])
+            raise UserError(f"{path}: {rows[first][0]} and {rows[other][0]} have the same sequence {seq} with "
+                            f"different scores {scores[first]} and {scores[other]}; to merge replicate measurements "
+                            "pass --duplicates mean, median or max")
+        merged.append({"mean": np.mean, "median": np.median, "max": np.max, "error": np.mean}[mode](values))
+    return list(groups), np.array(merged, dtype=np.float64), sum(len(m) > 1 for m in groups.values())
+
+
+def _checked_wild_type(path: Path, wild_type: str, letters: str, length: int) -> np.ndarray:
+    """The wild type's codes; UserError when its length or letters do not fit the data."""
+    if len(wild_type) != length:
+        raise UserError(f"{path}: the wild type has length {len(wild_type)}, the sequences {length}")
+    bad = sorted(set(wild_type) - set(letters))
+    if bad:
+        raise UserError(f"{path}: the wild type has letter(s) {bad} outside the alphabet {letters!r}")
+    return encode([wild_type], letters)[0]
+
+
+def describe_replicates(task: Task) -> str | None:
+    """One line on the replicate measurements merged when the file was read (None when there were none)."""
+    count = task.details.get("replicated_sequences", 0)
+    if not count:
+        return None
+    rows = task.details["merged_rows"] + count
+    mode = task.details["duplicates"]
+    how = "equal scores merged" if mode == "error" else f"merged by the {mode} of their scores"
+    return (f"{count} sequence{'s were' if count > 1 else ' was'} measured more than once ({rows} rows): {how} "
+            f"(--duplicates mean|median|max|error)")
+
+
+def read_exclusions(path: str | Path, task: Task) -> np.ndarray:
+    """(E, L) codes of the sequences in a CSV/TSV (a sequence column, or a ``mutant`` column for a task with
+    a wild type) or FASTA file: sequences already ordered or measured elsewhere, never to be designed."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"--exclude {path}: no such file")
+    if path.suffix.lower() not in FASTA_SUFFIXES:
+        frame = _read_frame(path)
+        lowered = {str(c).lower(): str(c) for c in frame.columns}
+        if MUTANT_COLUMN in lowered and not any(name in lowered for name in SEQUENCE_COLUMNS) \
+                and task.wild_type is not None:
+            wild_type = "".join(task.alphabet[i] for i in task.wild_type)
+            labelled = []
+            for i, mutant in enumerate(frame[lowered[MUTANT_COLUMN]]):
+                try:
+                    labelled.append((f"row {i + 1} (line {i + 2})", apply_mutant(mutant, wild_type, task.alphabet)))
+                except ValueError as error:
+                    raise UserError(f"--exclude {path}: row {i + 1} (line {i + 2}): {error}") from None
+            return _encoded_exclusions(path, labelled, task)
+    sequences = read_sequences(path)
+    return _encoded_exclusions(path, [(f"entry {i + 1}", s) for i, s in enumerate(sequences)], task)
+
+
+def _encoded_exclusions(path: Path, labelled: list[tuple[str, str]], task: Task) -> np.ndarray:
+    for label, sequence in labelled:
+        sequence = sequence.strip().upper()
+        if len(sequence) != task.length:
+            raise UserError(f"--exclude {path}: {label}: length {len(sequence)}, the task designs length {task.length}")
+        bad = sorted(set(sequence) - set(task.alphabet))
+        if bad:
+            raise UserError(f"--exclude {path}: {label}: letter(s) {bad} not in the task's alphabet {task.alphabet!r}")
+    return encode([sequence.strip().upper() for _, sequence in labelled], task.alphabet)

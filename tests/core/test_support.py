@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from bib_ray.core.evolution import EvolutionProblem, EvolutionSettings, evolve
 from bib_ray.core.support import SupportConstraints, SupportLevel
@@ -118,3 +119,20 @@ def test_evolution_without_a_base_stays_near_its_starts():
     assert nearest.max() <= 2
     assert constraints.satisfied(result.final_codes, offline[:5][np.argmin(
         (result.final_codes[:, None, :] != offline[None, :5]).sum(-1), 1)]).all()
+
+
+def test_designs_already_inside_the_constraints_skip_the_programme_with_the_same_answer():
+    """decode takes a design's per-position best letters when they are unique and feasible; on random
+    problems (many such designs, many not) it agrees with the full programme for every design."""
+    rng = np.random.default_rng(7)
+    offline = rng.integers(0, 4, (30, 9))
+    taken = []
+    for level, edits in [(SupportLevel.PAIRS, 3), (SupportLevel.LETTERS, None), (SupportLevel.PAIRS, None)]:
+        constraints = SupportConstraints.from_sequences(offline, 4, level, max_edits=edits)
+        base = offline[rng.integers(0, 30, 200)]
+        logits = rng.normal(size=(200, 9, 4)) + 3.0 * np.eye(4)[base] * rng.integers(0, 2, (200, 1, 1))
+        emit = np.where(constraints.letters[None] | np.eye(4, dtype=bool)[base], logits, -np.inf)
+        full = constraints._viterbi(torch.as_tensor(emit), torch.as_tensor(base))
+        np.testing.assert_array_equal(constraints.decode(logits, base), full)
+        taken.append(constraints.satisfied(emit.argmax(-1), base))
+    assert 0 < np.concatenate(taken).sum() < 600, "both paths ran"

@@ -117,12 +117,14 @@ def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data
     fitted = fit_proxy(task, ProxySettings())
     prepared = {"tiny": PreparedBackbone(fitted.statistics, fitted.aux_rows, fitted.aux_phi, None)}
     sweep = small_sweep("reports")
-    sweep.base.update(steps=12)
-    reports = []
-    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    sweep.base.update(steps=12, batch=6)  # a batch in the sweep's base: every trial orders one
+    reports, outputs = [], []
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics) or (
+        checkpoint is not None and outputs.extend(os.listdir(checkpoint.path))))
     metric = RecordingMetric()
     run_trial({"lr": 0.3, "method": "forward", "max_mutations": 1}, sweep, task, prepared, metric)
     assert [r["step"] for r in reports] == [3, 6, 9, 12]
+    assert {"designs.csv", "batch.csv", "summary.json", "proxy"} <= set(outputs)
     starts = task.starting_designs(8)
     for codes in metric.scored:
         assert ((codes != starts).sum(1) <= 1).all()

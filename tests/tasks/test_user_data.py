@@ -8,7 +8,7 @@ import pytest
 from bib_ray.alphabets import DNA, PROTEIN, RNA
 from bib_ray.cli import main
 from bib_ray.errors import UserError
-from bib_ray.tasks import Task, load_task
+from bib_ray.tasks import Task, UserDataOptions, load_task
 from bib_ray.tasks.user_data import describe_alphabet, read_sequences
 
 
@@ -24,7 +24,7 @@ def test_csv_loads_and_merges_exact_duplicates(tmp_path):
     assert task.alphabet == DNA and task.oracle is None and task.length == 4
     assert task.sequences() == ["ACGT", "ACGG", "TTTT"]
     np.testing.assert_allclose(task.y, [1.0, 2.0, -0.5])
-    assert task.details["merged_exact_duplicates"] == 1
+    assert task.details["merged_rows"] == 1 and task.details["replicated_sequences"] == 1
 
 
 def test_tsv_with_other_column_names_and_protein(tmp_path):
@@ -45,8 +45,6 @@ def test_fasta_scores_from_headers(tmp_path):
     ("d.csv", "sequence,score\nACGT,1\nACXT,2\n", r"row 2 \(line 3\): letter\(s\) \['X'\] not in alphabet"),
     ("d.csv", "sequence,score\nACGT,1\nACGA,nan\n", r"row 2 \(line 3\): score is 'nan'"),
     ("d.csv", "sequence,score\nACGT,1\nACGA,\n", r"row 2 \(line 3\): score '' is not a number"),
-    ("d.csv", "sequence,score\nACGT,1\nCCCC,2\nACGT,3\n",
-     r"row 1 \(line 2\) and row 3 \(line 4\) have the same sequence ACGT with different scores 1.0 and 3.0"),
     ("d.csv", "name,score\nACGT,1\n", "no sequence column"),
     ("d.csv", "sequence,score\nACGT,1\n", "at least 2 distinct"),
     ("d.fasta", ">a score=1\nACGT\n>b\nACGA\n", r"record 2 \(b\): no score in header"),
@@ -61,9 +59,9 @@ def test_bad_files_name_the_row(tmp_path, name, text, message):
 
 def test_explicit_alphabet_is_enforced(tmp_path):
     path = write(tmp_path, "d.csv", "sequence,score\nACGT,1\nACGA,2\n")
-    assert load_task(f"user:{path}", alphabet="protein").alphabet == PROTEIN
+    assert load_task(f"user:{path}", user=UserDataOptions(alphabet="protein")).alphabet == PROTEIN
     with pytest.raises(UserError, match=r"letter\(s\) \['T'\] not in alphabet 'ACG'"):
-        load_task(f"user:{path}", alphabet="ACG")
+        load_task(f"user:{path}", user=UserDataOptions(alphabet="ACG"))
     with pytest.raises(UserError, match="does not exist"):
         load_task(f"user:{tmp_path / 'missing.csv'}")
 
@@ -114,8 +112,9 @@ def test_files_that_are_not_utf8_text_are_user_errors(tmp_path, name, data, mess
 @pytest.mark.parametrize("name,text,message", [
     ("d.csv", "sequence,score\n", r"no sequences found: the header row \(sequence,score\) has no data rows"),
     ("d.csv", "ACGT,1.5\nACGA,2.0\n", r"first line \['ACGT', '1.5'\] looks like data, not a header; the file "
-     r"needs a header row naming the columns, with the sequence column one of \['sequence', 'seq', 'variant'\] "
-     r"and the score column one of \['score', 'y', 'fitness', 'label', 'value'\]"),
+     r"needs a header row naming the columns, with the sequence column one of \['sequence', 'seq', "
+     r"'mutated_sequence', 'variant'\] and the score column one of \['score', 'y', 'fitness', 'label', 'value', "
+     r"'dms_score'\]"),
     ("d.tsv", "ACGT\t1.5\nACGA\t2.0\n", "looks like data, not a header"),
 ])
 def test_missing_header_or_rows(tmp_path, name, text, message):
@@ -149,7 +148,7 @@ def test_nearly_dna_with_odd_rows_is_refused_naming_them(tmp_path):
                        r"has other letters: row 4 \(line 5\) has \['E'\]; fix those rows, or choose the alphabet: "
                        r"--alphabet protein if the file really is protein, or --alphabet ACGTE"):
         load_task(f"user:{path}")
-    task = load_task(f"user:{path}", alphabet="protein")
+    task = load_task(f"user:{path}", user=UserDataOptions(alphabet="protein"))
     assert task.alphabet == PROTEIN and task.details["alphabet_source"] == "given"
     assert describe_alphabet(task) == f"alphabet protein ({PROTEIN}), given (--alphabet)"
 
@@ -162,7 +161,7 @@ def test_nearly_dna_refusal_names_the_first_rows_and_counts_the_rest(tmp_path):
     with pytest.raises(UserError, match=r"8 of 40 rows have other letters: record 1 \(s0\) has \['N'\]; "
                        r"record 6 \(s5\) has .* and 3 more; .*--alphabet ACGTN \(DNA plus N\)"):
         load_task(f"user:{path}")
-    assert load_task(f"user:{path}", alphabet="ACGTN").details["alphabet"] == "ACGTN"
+    assert load_task(f"user:{path}", user=UserDataOptions(alphabet="ACGTN")).details["alphabet"] == "ACGTN"
 
 
 def test_one_protein_row_among_dna_rows_is_refused(tmp_path):
@@ -194,3 +193,64 @@ def test_cli_prints_one_error_line_for_an_empty_file(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"bib-ray: error: {path}: the file is empty (0 bytes)")
+
+
+REPLICATES = "sequence,score\nACGT,1\nCCCC,2\nACGT,3\nACGT,8\nGGGG,0\n"
+
+
+@pytest.mark.parametrize("mode, expected", [("mean", 4.0), ("median", 3.0), ("max", 8.0)])
+def test_replicates_are_merged_as_asked(tmp_path, mode, expected):
+    from bib_ray.tasks import UserDataOptions
+    from bib_ray.tasks.user_data import describe_replicates
+
+    task = load_task(str(write(tmp_path, "d.csv", REPLICATES)), user=UserDataOptions(duplicates=mode))
+    assert task.sequences() == ["ACGT", "CCCC", "GGGG"]
+    np.testing.assert_allclose(task.y, [expected, 2.0, 0.0])
+    assert describe_replicates(task) == ("1 sequence was measured more than once (3 rows): merged by the "
+                                         f"{mode} of their scores (--duplicates mean|median|max|error)")
+
+
+def test_replicates_refused_in_error_mode_name_the_rows_and_the_option(tmp_path):
+    from bib_ray.tasks import UserDataOptions
+
+    with pytest.raises(UserError, match=r"row 1 \(line 2\) and row 3 \(line 4\) have the same sequence ACGT with "
+                                        r"different scores 1.0 and 3.0; to merge replicate measurements pass "
+                                        r"--duplicates mean, median or max"):
+        load_task(str(write(tmp_path, "d.csv", REPLICATES)), user=UserDataOptions(duplicates="error"))
+
+
+PROTEINGYM = "mutant,mutated_sequence,DMS_score\nA1C,CKLMW,0.5\nK2R:L3A,ARAMW,1.0\nM4W,AKLWW,-0.2\n"
+
+
+def test_proteingym_files_give_their_wild_type(tmp_path):
+    task = load_task(str(write(tmp_path, "pg.csv", PROTEINGYM)))
+    assert task.details["wild_type"] == "AKLMW" and task.details["wild_type_source"] == "the mutant column"
+    assert task.sequences(task.reference[None]) == ["AKLMW"] and task.mutation_radius == 2
+    assert task.mutations(task.x, task.x) == ["A1C", "K2R:L3A", "M4W"]
+
+
+def test_mutants_alone_need_the_wild_type(tmp_path):
+    from bib_ray.tasks import UserDataOptions
+
+    path = write(tmp_path, "m.csv", "mutant,score\nA1C,0.5\nK2R:L3A,1.0\nWT,0.1\n")
+    with pytest.raises(UserError, match="no sequence column: give the wild type"):
+        load_task(str(path))
+    task = load_task(str(path), user=UserDataOptions(wild_type="AKLMW", alphabet="protein"))
+    assert task.sequences() == ["CKLMW", "ARAMW", "AKLMW"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("mutant,score\nA1C,1\nK9R,2\n", r"row 2 \(line 3\): mutation K9R: position 9 is outside the wild type"),
+    ("mutant,score\nA1C,1\nL2R,2\n", r"row 2 \(line 3\): mutation L2R: position 2 of the wild type is K, not L"),
+    ("mutant,score\nA1C,1\nK2,2\n", r"row 2 \(line 3\): mutation 'K2' is not like A23G"),
+    ("mutant,score\nA1C,1\nK2B,2\n", r"row 2 \(line 3\): letter\(s\) \['B'\] not in alphabet"),
+    ("mutant,mutated_sequence,score\nA1C,CKLMW,1\nK2R,AKLMW,2\n",
+     r"row 2 \(line 3\): mutation K2R: the mutated sequence has K at position 2, not R"),
+    ("mutant,mutated_sequence,score\nA1C,CKLMW,1\nK2R,ARLMA,2\n",
+     r"row 2 \(line 3\): mutant 'K2R' does not account for its sequence: position 5 is A"),
+])
+def test_bad_mutants_name_the_row(tmp_path, text, message):
+    from bib_ray.tasks import UserDataOptions
+
+    with pytest.raises(UserError, match=message):
+        load_task(str(write(tmp_path, "m.csv", text)), user=UserDataOptions(wild_type="AKLMW"))
