@@ -110,9 +110,8 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
         for method, rows in table[table.task == task].groupby("method", sort=False):
-            ax.errorbar(rows["round"], rows.best_so_far, yerr=[rows.best_so_far - rows.best_min,
-                                                               rows.best_max - rows.best_so_far],
-                        marker="o", capsize=3, label=method)
+            spread = [(rows.best_so_far - rows.best_min).clip(lower=0), (rows.best_max - rows.best_so_far).clip(lower=0)]
+            ax.errorbar(rows["round"], rows.best_so_far, yerr=spread, marker="o", capsize=3, label=method)
         ax.set(title=task, xlabel="round (0: the offline data)", ylabel="best normalised score so far")
         ax.set_xticks(sorted(table["round"].unique()))
     axes.flat[0].legend(fontsize="small")
