@@ -7,10 +7,11 @@ import functools
 import os
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 
-from bib_ray.distributed.runtime import set_verbose
+from bib_ray.distributed.runtime import set_verbose, stop_on_signals, stopped_by
 from bib_ray.errors import UserError
 from bib_ray.flags import add_model_flags, model_flag_values
 
@@ -111,12 +112,14 @@ def describe_task(task) -> str:
 
 def cmd_design(args: argparse.Namespace) -> int:
     from bib_ray.run.config import build_config
-    from bib_ray.run.report import check_run_directory, remove_run_outputs, write_run_directory
+    from bib_ray.run.report import check_run_directory, publish_run_directory
 
     config = build_config(_design_values(args))
     settings = ray_settings(args)
     out = Path(args.out) if args.out else default_out_dir(config)
     check_run_directory(out, args.overwrite)
+    args.stopped_hint = f"nothing of this run was written to {out}" + (" (the earlier run there is as it was)"
+                                                                        if args.overwrite else "")
     task = config.load_task()  # bad data, exclusions or positions fail here, before Ray or a model
     print(describe_task(task), flush=True)
     if args.local:
@@ -128,9 +131,7 @@ def cmd_design(args: argparse.Namespace) -> int:
         from bib_ray.distributed.design import run_design_on_ray
 
         run = run_design_on_ray(config, settings, progress=not args.quiet, task=task)
-    if args.overwrite:
-        remove_run_outputs(out)
-    summary = write_run_directory(run, out)
+    summary = publish_run_directory(run, out)
     _print_result(summary, out)
     return 0
 
@@ -142,6 +143,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep_config(args.config)
     if args.data_dir:
         sweep.base["data_dir"] = args.data_dir
+    args.stopped_hint = ("the trials' results so far are kept with the experiment: continue it with the same "
+                         "command and --resume")
     outcome = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet,
                         storage=args.storage or os.environ.get("BIB_RAY_STORAGE") or None)
     table = outcome.table
@@ -160,7 +163,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-SERVE_STOP_WAIT_S = 60.0  # how long Ctrl-C on `bib-ray serve` waits for Serve and the embedded Ray to stop
+SERVE_STOP_WAIT_S = 60.0  # how long a stopping `bib-ray serve` waits for Serve and Ray beyond the drain time
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -177,6 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise UserError(f"--{key.replace('num_', '')}-per-replica must be >= 0, got {value}")
             actor_options[key] = value
     deployment = deployment.with_overrides(host=args.host, port=args.port, num_replicas=args.replicas,
+                                           graceful_shutdown_timeout_s=args.drain_timeout,
                                            ray_actor_options=actor_options)
     values = dict(deployment.settings_args, artifact=args.artifact,
                   **model_flag_values(args, ServiceSettings, exclude=("artifact",)))
@@ -186,21 +190,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     launch.allow_slow_proxy_start()
     where = connect(args.address)
     url = launch.deploy(settings, deployment, check_port=not on_cluster)
-    print(f"serving {settings.artifact} at {url} on {where} "
-          f"({deployment.num_replicas} replica(s), {actor_options}); docs at {url}/docs", flush=True)
+    drain = deployment.graceful_shutdown_timeout_s
+    print(f"serving {settings.artifact} at {url} on {where} ({deployment.describe_replicas()}, {actor_options}); "
+          f"docs at {url}/docs", flush=True)
     if on_cluster:
         print("the application keeps running on the cluster; stop it with `serve shutdown`")
         return 0
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping the service", file=sys.stderr, flush=True)
-    finally:
-        if not launch.stop_local_service(SERVE_STOP_WAIT_S):
-            print(f"Ray did not stop within {SERVE_STOP_WAIT_S:.0f} s (or Ctrl-C was pressed again); "
-                  "exiting without waiting for it", file=sys.stderr, flush=True)
-            os._exit(1)  # a normal exit would run Ray's atexit shutdown, the step that did not finish
+    except KeyboardInterrupt as interrupt:
+        print(f"bib-ray serve: {stopped_by(interrupt) or 'SIGINT'} received: taking no new requests, finishing "
+              f"those in flight (at most {drain:g} s)", file=sys.stderr, flush=True)
+    if not launch.stop_local_service(drain, SERVE_STOP_WAIT_S):
+        print(f"bib-ray serve: Serve and Ray did not stop within {drain + SERVE_STOP_WAIT_S:.0f} s (or a second stop "
+              "signal came); exiting without waiting for them", file=sys.stderr, flush=True)
+        os._exit(1)  # a normal exit would run Ray's atexit shutdown, the step that did not finish
+    print("bib-ray serve: stopped", file=sys.stderr, flush=True)
     return 0
 
 
@@ -255,7 +261,7 @@ def cmd_backbones(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from bib_ray.distributed.settings import RaySettings
     from bib_ray.run.config import DesignConfig
-    from bib_ray.service.settings import ServiceSettings
+    from bib_ray.service.settings import DEFAULT_DRAIN_TIMEOUT_S, ServiceSettings
 
     parser = argparse.ArgumentParser(prog="bib-ray", description=__doc__.splitlines()[0])
     output = argparse.ArgumentParser(add_help=False)
@@ -291,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="Serve YAML, e.g. deployments/proxy_service.yaml (flags override it)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
-    serve.add_argument("--replicas", type=int, help="replicas of the scoring deployment (default 1)")
+    serve.add_argument("--replicas", help="replicas of the scoring deployment, a count or auto (Serve's autoscaler, "
+                       "1 to 4 replicas unless the YAML's autoscaling_config says otherwise; default 1)")
+    serve.add_argument("--drain-timeout", type=float, help="seconds a stopping service (SIGTERM, Ctrl-C) gives the "
+                       f"requests in flight (default {DEFAULT_DRAIN_TIMEOUT_S:g})")
     serve.add_argument("--cpus-per-replica", type=float, help="CPUs per replica (default 1)")
     serve.add_argument("--gpus-per-replica", type=float, help="GPUs per replica, fractions allowed (default 0)")
     add_model_flags(serve, ServiceSettings, exclude=("artifact",))
@@ -336,13 +345,20 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         set_verbose(args.verbose)
         args.command_line = shlex.join(["bib-ray", *argv])
+        if threading.current_thread() is threading.main_thread():
+            stop_on_signals()
         return args.handler(args)
     except UserError as error:
         print(f"bib-ray: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bib-ray: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        stop = stopped_by(interrupt)
+        if stop is None:
+            print("bib-ray: interrupted", file=sys.stderr)
+            return 130
+        hint = getattr(args, "stopped_hint", None) if "args" in locals() else None
+        print(f"bib-ray: stopped by {stop}{f'; {hint}' if hint else ''}", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:  # the reader went away (`bib-ray tasks | head -3`): stop quietly, as Python's docs advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when stdout is flushed at exit
         return 1

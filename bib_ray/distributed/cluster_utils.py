@@ -9,6 +9,7 @@ use ``ray.cluster_utils``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -34,12 +35,14 @@ class IsolatedCluster:
     artifacts), so a path only the head has fails there as on a second machine. All on 127.0.0.1.
 
     The head offers ``head_cpus`` CPUs (0: work can only land on workers); each worker offers
-    ``worker_cpus`` CPUs and the custom resource ``{"worker": 1}``."""
+    ``worker_cpus`` CPUs and the custom resource ``{"worker": 1}``. ``node_timeout_s``: how long the head
+    waits for a silent node's health checks before it declares the node dead (Ray's default: 15 s)."""
 
     def __init__(self, root: Path, hidden: list[Path], workers: int = 1, head_cpus: int = 0,
-                 worker_cpus: int = 2, dashboard: bool = False) -> None:
+                 worker_cpus: int = 2, dashboard: bool = False, node_timeout_s: float | None = None) -> None:
         self.root, self.hidden = root, [Path(p).resolve() for p in hidden]
         self.workers, self.head_cpus, self.worker_cpus, self.dashboard = workers, head_cpus, worker_cpus, dashboard
+        self.node_timeout_s = node_timeout_s
         self.port = free_port()
         self.dashboard_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -70,8 +73,10 @@ class IsolatedCluster:
         common = ["--temp-dir", str(self.temp_dir), "--block", "--disable-usage-stats"]
         # one network namespace for all nodes: each node's dashboard agent needs its own HTTP port
         agent_port = ["--dashboard-agent-listen-port"]
+        checks = [] if self.node_timeout_s is None else ["--system-config", json.dumps(
+            {"health_check_period_ms": 500, "health_check_failure_threshold": max(1, round(self.node_timeout_s / 0.5))})]
         self._spawn("head", [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-                             "--num-cpus", str(self.head_cpus), "--num-gpus", "0",
+                             "--num-cpus", str(self.head_cpus), "--num-gpus", "0", *checks,
                              "--include-dashboard", str(self.dashboard).lower(), "--dashboard-host", "127.0.0.1",
                              "--dashboard-port", str(self.dashboard_port), *agent_port, str(free_port()), *common])
         self._wait_for_nodes(1)
@@ -104,6 +109,23 @@ class IsolatedCluster:
                 return
             time.sleep(1.0)
         raise RuntimeError(f"cluster did not reach {count} nodes; logs:\n{self.log_tail()}")
+
+    def kill_worker(self, index: int = 0) -> None:
+        """Lose worker node ``index`` as a machine would be lost: SIGKILL to its whole process group (its
+        raylet, object store and every worker process), no goodbye to the head."""
+        import signal
+
+        process = self.processes[1 + index]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def worker_of(self, pid: int) -> int | None:
+        """The index of the worker node a process runs on (by its mount namespace), None for the head."""
+        namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+        for index, process in enumerate(self.processes[1:]):
+            if process.poll() is None and os.readlink(f"/proc/{process.pid}/ns/mnt") == namespace:
+                return index
+        return None
 
     def log_tail(self, chars: int = 3000) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text()[-chars:]}" for p in sorted(self.logs.glob("*.log")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from bib_ray.errors import UserError
 
@@ -43,6 +44,42 @@ def set_verbose(verbose: bool) -> None:
             logger.addFilter(_hide_chatter)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT asked this process to stop (``signum`` says which)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_stop_on_signals = False
+_received: list[int] = []  # the stop signals this process received, first first
+
+
+def _raise_stopped(signum: int, _frame) -> None:
+    _received.append(signum)
+    raise Stopped(signum)
+
+
+def stopped_by(interrupt: KeyboardInterrupt) -> Stopped | None:
+    """The stop behind ``interrupt``: itself, or, when Ray turned it into a plain KeyboardInterrupt (its
+    blocking calls do), the first stop signal received; None for an interrupt no stop signal caused."""
+    if isinstance(interrupt, Stopped):
+        return interrupt
+    return Stopped(_received[0]) if _received else None
+
+
+def stop_on_signals() -> None:
+    """From now on SIGTERM (what systemd, Docker and Kubernetes send) and SIGINT raise ``Stopped`` in the
+    main thread, so the command can stop cleanly. ``connect`` puts the handlers back after ``ray.init``,
+    which installs its own SIGTERM handler (the one that prints a crash report)."""
+    global _stop_on_signals
+    _stop_on_signals = True
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stopped)
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     """Initialise Ray once per process; returns a short description of where we are running."""
     import ray
@@ -61,6 +98,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         raise UserError(f"cannot start or reach Ray ({target or 'local'}): {error}") from None
     finally:
         set_verbose(_verbose)  # ray.init re-levels its logger
+        if _stop_on_signals:
+            stop_on_signals()
     return f"embedded local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
 
 

@@ -4,8 +4,13 @@ plots, and the fitted proxy artifact (proxy/)."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -167,9 +172,10 @@ def remove_run_outputs(out: Path) -> None:
             path.unlink()
 
 
-def write_run_directory(run: DesignRun, out: Path) -> dict:
+def write_run_directory(run: DesignRun, out: Path, home: Path | None = None) -> dict:
     """Write every output of ``run`` under ``out``; returns the summary. The proxy artifact (proxy/)
-    holds an LM's linear head; a run on the NTK proxy (backbone ``ntk``) writes none."""
+    holds an LM's linear head; a run on the NTK proxy (backbone ``ntk``) writes none. ``home``: where
+    the files will end up, if they are moved there (the artifact's path in the summary names it)."""
     out.mkdir(parents=True, exist_ok=True)
     designs = run.designs
     designs.to_csv(out / "designs.csv", index=False)
@@ -187,8 +193,45 @@ def write_run_directory(run: DesignRun, out: Path) -> dict:
     if isinstance(run.fitted.proxy, BidirectionalProxy):
         save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux,
                             fixed_positions=summary["fixed_positions"])
-        summary["artifact"] = {"path": str((out / "proxy").resolve()), "aux_seed": first.seed}
+        summary["artifact"] = {"path": str(((home or out) / "proxy").resolve()), "aux_seed": first.seed}
     else:
         summary["artifact"] = None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def publish_run_directory(run: DesignRun, out: Path) -> dict:
+    """Write ``run`` so that ``out`` never holds half of it: into a staging folder beside ``out``, then moved
+    into ``out`` (replacing an earlier run's outputs, other files left alone), SIGTERM and SIGINT held back
+    while the files move and raised once they are all in place. Returns the summary."""
+    out = out.expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.incoming-", dir=out.parent))
+    try:
+        summary = write_run_directory(run, staging, home=out)
+        with held_signals():
+            out.mkdir(exist_ok=True)
+            remove_run_outputs(out)
+            for item in staging.iterdir():
+                os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+@contextmanager
+def held_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+    """While the block runs, a stop signal is recorded instead of acted on; afterwards the first one
+    recorded is sent again, to the handlers that were there before."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, _: received.append(number)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])

@@ -12,6 +12,8 @@ deployments/*.yaml; ``scorer_application`` is what it and ``bib-ray serve`` depl
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from fastapi import FastAPI
 from ray import serve
@@ -23,6 +25,14 @@ from bib_ray.service.http_api import build_api
 from bib_ray.service.schemas import ModelIdentity, ServiceInfo
 from bib_ray.service.settings import (DEFAULT_DEPLOYMENT, DEPLOYMENT_NAME, ServiceSettings,
                                       parse_service_settings)
+
+
+DRAIN_CHECK_S = 0.1  # how stale a replica's view of "the service is stopping" may be
+
+
+def drain_key(application: str) -> bytes:
+    """The key in Ray's key-value store whose presence tells an application's replicas it is stopping."""
+    return f"bib-ray:draining:{application}".encode()
 
 
 def sequences_in(items: list[np.ndarray]) -> int:
@@ -48,10 +58,22 @@ class ProxyScorer:
         self.alphabet, self.length = self.loaded.alphabet, self.loaded.length
         self.identity = ModelIdentity(task=meta["task"]["name"], lm_id=meta["backbone"]["spec"],
                                       artifact_sha256=self.loaded.sha256)
+        self._draining, self._drain_checked = False, float("-inf")
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """This replica's HTTP app (Serve calls it once, after ``__init__``)."""
-        return build_api(self, self.settings, self.api_key)
+        return build_api(self, self.settings, self.api_key, self.draining)
+
+    def draining(self) -> bool:
+        """Whether ``bib-ray serve`` is stopping this application (``launch.begin_draining``): read from Ray's
+        key-value store at most every ``DRAIN_CHECK_S``."""
+        now = time.monotonic()
+        if now - self._drain_checked >= DRAIN_CHECK_S:
+            from ray.experimental.internal_kv import _internal_kv_get
+
+            self._draining = _internal_kv_get(drain_key(serve.get_replica_context().app_name)) is not None
+            self._drain_checked = now
+        return self._draining
 
     @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.005, batch_size_fn=sequences_in)
     async def _score_batch(self, items: list[np.ndarray]) -> list[dict[str, np.ndarray]]:

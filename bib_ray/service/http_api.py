@@ -5,7 +5,10 @@ and ``/redoc`` with the Swagger UI / ReDoc assets that the ``fastapi-offline`` p
 CDN, so the docs work on an offline machine). Every request that cannot be scored is a 4xx with
 an ``ErrorResponse`` body, never a 5xx: the body is read up to ``max_body_bytes`` whatever its
 ``Content-Length`` says (chunked bodies too), checked to be UTF-8 nesting at most
-``MAX_JSON_DEPTH`` arrays/objects deep before it is decoded, then validated. The Serve deployment
+``MAX_JSON_DEPTH`` arrays/objects deep before it is decoded, then validated against the artifact's
+own request schema (``score_request_model``: exactly the proxy's length, its letters in either
+case, at most ``max_sequences_per_request`` of them, no other keys), which ``/openapi.json``
+publishes: a request the schema allows is scored, one it forbids is a 4xx. The Serve deployment
 in ``bib_ray.service.app`` builds one app per replica; tests build one over a stand-in model.
 """
 
@@ -21,12 +24,12 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from bib_ray.alphabets import encode
 from bib_ray.errors import UserError
-from bib_ray.service.schemas import (API_KEY_HEADER, ErrorResponse, Health, ModelIdentity, ScoreRequest,
-                                     ScoreResponse, SequenceScore, ServiceInfo)
+from bib_ray.service.schemas import (API_KEY_HEADER, ErrorResponse, Health, ModelIdentity, ScoreResponse,
+                                     SequenceScore, ServiceInfo)
 from bib_ray.service.settings import ServiceSettings
 
 MAX_JSON_DEPTH = 32  # arrays/objects a request body may nest; a score request needs 2 ({"sequences": [...]})
@@ -34,16 +37,16 @@ MAX_JSON_DEPTH = 32  # arrays/objects a request body may nest; a score request n
 TITLE = "bib-ray proxy scoring"
 DESCRIPTION = ("Scores designed sequences with a fitted BIB proxy (closed-form LM head) and its auxiliary "
                "ensemble. Scores are in the original label units.")
-SCORE_BODY_SCHEMA = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": ScoreRequest.model_json_schema()}}}}
 ERROR_MEANINGS = {
     400: f"the body is not UTF-8 JSON (or holds an integer Python will not convert), or nests arrays/objects "
          f"more than {MAX_JSON_DEPTH} deep",
     401: f"missing or wrong {API_KEY_HEADER} header",
     413: "the body exceeds max_body_bytes, or holds more than max_sequences_per_request sequences",
-    422: "JSON of the wrong shape, an empty list, or a sequence of the wrong length or with letters "
-         "outside the alphabet",
+    422: "JSON the request schema does not allow: another shape, other keys, an empty list, a sequence of the "
+         "wrong length or with letters outside the alphabet",
+    503: "the service is stopping, or more requests are waiting than it queues: retry after Retry-After seconds",
 }
+RETRY_AFTER_S = 1  # what a 503 tells the client to wait
 
 _ESCAPE = re.compile(r"\\.", re.DOTALL)  # a backslash and the character it escapes
 _STRING = re.compile(r'"[^"]*"?')  # a string once escapes are gone; an unterminated one runs to the end
@@ -107,8 +110,36 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_score_request(body: bytes) -> ScoreRequest:
-    """The validated request; 400 unless ``body`` is UTF-8 JSON within MAX_JSON_DEPTH, 422 for a wrong shape."""
+def score_request_model(alphabet: str, length: int, max_items: int) -> type[BaseModel]:
+    """The ``POST /score`` body one artifact accepts: ``{"sequences": [...]}``, 1 to ``max_items`` strings of
+    exactly ``length`` letters of ``alphabet`` (upper or lower case), and no other key. Its JSON schema is
+    what ``/openapi.json`` states (minLength, maxLength, pattern, minItems, maxItems, additionalProperties)."""
+    letters = "".join(dict.fromkeys(alphabet.upper() + alphabet.lower()))
+    sequence = Annotated[str, StringConstraints(min_length=length, max_length=length,
+                                                pattern=f"^[{re.escape(letters)}]{{{length}}}$")]
+    return create_model("ScoreRequest", __config__=ConfigDict(extra="forbid"),
+                        sequences=(list[sequence], Field(min_length=1, max_length=max_items, description=(
+                            f"1 to {max_items} sequences of the {length} designed residues, letters of "
+                            f"{alphabet!r} in either case"))))
+
+
+def request_problem(error: dict, alphabet: str, length: int) -> str:
+    """One of pydantic's errors of a score request as the service says it (naming the sequence)."""
+    where = ".".join(map(str, error["loc"])) or "body"
+    if len(error["loc"]) == 2 and error["loc"][0] == "sequences" and isinstance(error.get("input"), str):
+        index, text = error["loc"][1], error["input"]
+        if error["type"] in ("string_too_short", "string_too_long"):
+            return f"sequence {index} has length {len(text)}; this proxy scores {length} designed residues"
+        if error["type"] == "string_pattern_mismatch":
+            bad = sorted(set(text) - set(alphabet.upper() + alphabet.lower()))
+            return f"sequence {index} has letters outside the alphabet {alphabet!r}: {bad}"
+    return f"{where}: {error['msg']}"
+
+
+def parse_score_request(body: bytes, request_model: type[BaseModel], alphabet: str, length: int,
+                        limit: int) -> list[str]:
+    """The request's sequences; 400 unless ``body`` is UTF-8 JSON within MAX_JSON_DEPTH, 413 for more than
+    ``limit`` sequences, 422 for anything else ``request_model`` (``score_request_model``) forbids."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -122,29 +153,20 @@ def parse_score_request(body: bytes) -> ScoreRequest:
     except ValueError:  # the decoder's other refusal: an integer longer than Python converts
         raise HTTPException(400, f"request body holds an integer of more than {sys.get_int_max_str_digits()} "
                                  f"digits") from None
+    if isinstance(payload, dict) and isinstance(payload.get("sequences"), list) and len(payload["sequences"]) > limit:
+        raise HTTPException(413, f"request has {len(payload['sequences'])} sequences; this service takes at most "
+                                 f"{limit} per request (split it; bib_ray.service.client does)")
     try:
-        return ScoreRequest.model_validate(payload)
+        return request_model.model_validate(payload).sequences
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(request_problem(e, alphabet, length) for e in error.errors()[:5])
         raise HTTPException(422, f"expected {{\"sequences\": [\"...\", ...]}}: {problems}") from None
 
 
-def encode_request(sequences: list[str], alphabet: str, length: int, limit: int) -> tuple[list[str], np.ndarray]:
-    """(uppercased, stripped sequences, their codes (n, length)); 413 / 422 naming the offending entry."""
-    if not sequences:
-        raise HTTPException(422, "sequences is empty: send at least one sequence")
-    if len(sequences) > limit:
-        raise HTTPException(413, f"request has {len(sequences)} sequences; this service takes at most {limit} "
-                                 f"per request (split it; bib_ray.service.client does)")
-    cleaned = [s.strip().upper() for s in sequences]
-    for index, sequence in enumerate(cleaned):
-        if len(sequence) != length:
-            raise HTTPException(422, f"sequence {index} has length {len(sequence)}; this proxy scores "
-                                     f"{length} designed residues over {alphabet!r}")
-    try:
-        return cleaned, encode(cleaned, alphabet)
-    except UserError as error:
-        raise HTTPException(422, str(error)) from None
+def encode_request(sequences: list[str], alphabet: str) -> tuple[list[str], np.ndarray]:
+    """(upper-cased sequences, their codes (n, length)) of sequences the request schema allowed."""
+    cleaned = [s.upper() for s in sequences]
+    return cleaned, encode(cleaned, alphabet)
 
 
 def api_key_guard(api_key: str) -> Callable[[str | None], None]:
@@ -158,21 +180,35 @@ def api_key_guard(api_key: str) -> Callable[[str | None], None]:
     return check
 
 
-def build_api(model: ScoringModel, settings: ServiceSettings, api_key: str | None) -> FastAPI:
+def build_api(model: ScoringModel, settings: ServiceSettings, api_key: str | None,
+              draining: Callable[[], bool] = lambda: False) -> FastAPI:
     """The service's FastAPI app scoring with ``model`` under ``settings``' limits; ``api_key`` guards
-    /score and /info (None: open, and the OpenAPI schema lists no 401)."""
+    /score and /info (None: open, and the OpenAPI schema lists no 401). While ``draining()`` says the
+    service is stopping, new score requests are answered 503 with ``Retry-After`` (those already in
+    flight finish)."""
     api = FastAPIOffline(title=TITLE, description=DESCRIPTION)
     guard = [] if api_key is None else [Security(api_key_guard(api_key))]
     auth = () if api_key is None else (401,)
+    limit = settings.max_sequences_per_request
+    largest = len(json.dumps({"sequences": ["A" * model.length] * limit}))
+    if largest > settings.max_body_bytes:
+        raise UserError(f"max_body_bytes {settings.max_body_bytes} is smaller than the largest request the schema "
+                        f"allows ({limit} sequences of length {model.length}: {largest} bytes); raise it or lower "
+                        "max_sequences_per_request")
+    request_model = score_request_model(model.alphabet, model.length, limit)
+    body_schema = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": request_model.model_json_schema()}}}}
 
-    @api.post("/score", response_model=ScoreResponse, openapi_extra=SCORE_BODY_SCHEMA, dependencies=guard,
-              responses=error_responses(400, *auth, 413, 422),
+    @api.post("/score", response_model=ScoreResponse, openapi_extra=body_schema, dependencies=guard,
+              responses=error_responses(400, *auth, 413, 422, 503),
               summary="proxy score, aux mean and aux spread of each sequence (label units)")
     async def score(request: Request) -> ScoreResponse:
+        if draining():
+            raise HTTPException(503, "the service is stopping; retry, or use another replica or service",
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
         body = await read_limited_body(request, settings.max_body_bytes)
-        parsed = parse_score_request(body)
-        sequences, codes = encode_request(parsed.sequences, model.alphabet, model.length,
-                                          settings.max_sequences_per_request)
+        given = parse_score_request(body, request_model, model.alphabet, model.length, limit)
+        sequences, codes = encode_request(given, model.alphabet)
         scores = await model.score_codes(codes)
         aux_mean, aux_std = scores.get("aux_mean"), scores.get("aux_std")
         rows = [SequenceScore(sequence=seq, proxy_score=float(scores["proxy_score"][i]),

@@ -72,17 +72,56 @@ def shutdown() -> None:
         serve.shutdown()
 
 
-def stop_local_service(timeout_s: float = 60.0) -> bool:
-    """Stop the embedded local Ray, and with it every Serve actor, given at most ``timeout_s`` (Ray's tracker
-    has reports of shutdowns hanging); True when it finished. A second Ctrl-C while waiting stops the wait
-    (False). Serve's own shutdown is skipped: on a Ray that goes away with it, it adds only a request drain
-    and Ray's warning that the killed controller's ``graceful_shutdown`` task failed."""
+def begin_draining(name: str = APPLICATION_NAME) -> None:
+    """Tell the application's replicas to answer new score requests 503 (Retry-After) from now on."""
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    from bib_ray.service.app import drain_key
+
+    _internal_kv_put(drain_key(name), b"1")
+
+
+def requests_in_flight(name: str = APPLICATION_NAME) -> int:
+    """Requests the application's replicas are answering now (summed over its replica actors)."""
+    import ray
+
+    prefix = f"SERVE_REPLICA::{name}#"
+    replicas = [ray.get_actor(entry["name"], namespace=entry["namespace"])
+                for entry in ray.util.list_named_actors(all_namespaces=True) if entry["name"].startswith(prefix)]
+    counts = ray.get([replica.get_num_ongoing_requests.remote() for replica in replicas], timeout=10)
+    return int(sum(counts))
+
+
+def drain(seconds: float, name: str = APPLICATION_NAME) -> int:
+    """Refuse new requests and wait, at most ``seconds``, until those in flight are answered; returns how
+    many were still in flight when the wait ended."""
+    begin_draining(name)
+    deadline = time.monotonic() + seconds
+    left = requests_in_flight(name)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = requests_in_flight(name)
+    return left
+
+
+def stop_local_service(drain_s: float, timeout_s: float = 60.0) -> bool:
+    """Stop the service and the embedded local Ray: new requests are refused (503), those in flight get up
+    to ``drain_s`` to finish, then Ray stops, and every Serve actor and Ray process with it. Gives it all
+    ``drain_s + timeout_s`` (Ray's tracker has reports of shutdowns hanging); True when it finished. A
+    second stop signal while waiting ends the wait (False)."""
+    import ray
+
     from bib_ray.distributed.runtime import disconnect
 
-    worker = threading.Thread(target=disconnect, name="bib-ray-stop", daemon=True)
+    def stop() -> None:  # no serve.shutdown: once drained it only adds Ray's warning that its killed controller failed
+        if ray.is_initialized():
+            drain(drain_s)
+        disconnect()
+
+    worker = threading.Thread(target=stop, name="bib-ray-stop", daemon=True)
     worker.start()
     try:
-        worker.join(timeout_s)
+        worker.join(drain_s + timeout_s)
     except KeyboardInterrupt:
         return False
     return not worker.is_alive()

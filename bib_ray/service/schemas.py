@@ -7,12 +7,6 @@ from pydantic import BaseModel, Field
 API_KEY_HEADER = "X-API-Key"  # the header a protected service expects its key in
 
 
-class ScoreRequest(BaseModel):
-    """Sequences of the designed residues, all of the proxy's length and alphabet."""
-
-    sequences: list[str] = Field(description="sequences to score, e.g. [\"ACGTACGT\"]")
-
-
 class SequenceScore(BaseModel):
     sequence: str
     proxy_score: float = Field(description="closed-form proxy prediction, in the original label units")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bib_ray.validation import load_yaml_mapping, parse_model
 from bib_ray.errors import UserError
@@ -71,8 +73,24 @@ def parse_service_settings(args: dict) -> ServiceSettings:
     return parse_model(ServiceSettings, args, "invalid service settings")
 
 
+#: ``num_replicas: auto`` without an ``autoscaling_config``: Serve's autoscaler between 1 and 4 replicas, adding
+#: one when replicas average more than 16 requests in flight (over 5 s) and removing one after 30 s below it
+DEFAULT_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16, "upscale_delay_s": 5.0,
+                       "downscale_delay_s": 30.0}
+#: beyond max_ongoing_requests per replica, this many more requests wait; the next are answered 503 + Retry-After
+DEFAULT_MAX_QUEUED_REQUESTS = 256
+RETRY_AFTER_S = 1.0
+DEFAULT_DRAIN_TIMEOUT_S = 10.0
+
+
 class ServeDeployment(BaseModel):
-    """What ``bib-ray serve`` takes from a Serve YAML: HTTP address, one application, its deployment."""
+    """What ``bib-ray serve`` takes from a Serve YAML: HTTP address, one application, its deployment.
+
+    ``num_replicas``: a count, or ``auto`` for Serve's autoscaler with ``autoscaling_config`` (default
+    ``DEFAULT_AUTOSCALING``). Requests past ``max_ongoing_requests`` per replica queue up to
+    ``max_queued_requests``; beyond that they are answered 503 with ``Retry-After`` (never queued
+    without bound). ``graceful_shutdown_timeout_s``: how long a stopping replica finishes the requests
+    it has (``bib-ray serve --drain-timeout``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,18 +98,60 @@ class ServeDeployment(BaseModel):
     port: int = Field(ge=1, le=65535)
     route_prefix: str
     settings_args: dict
-    num_replicas: int = Field(ge=1)
-    max_ongoing_requests: int = Field(ge=1)
+    num_replicas: int | Literal["auto"] = 1
+    autoscaling_config: dict | None = None
+    max_ongoing_requests: int = Field(128, ge=1)
+    max_queued_requests: int = Field(DEFAULT_MAX_QUEUED_REQUESTS, ge=1)
+    graceful_shutdown_timeout_s: float = Field(DEFAULT_DRAIN_TIMEOUT_S, ge=0)
     ray_actor_options: dict
+
+    @field_validator("num_replicas", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        """'3' (a flag's text) is 3; 'auto' stays."""
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @model_validator(mode="after")
+    def _autoscaling_only_when_auto(self) -> "ServeDeployment":
+        if isinstance(self.num_replicas, int) and self.num_replicas < 1:
+            raise ValueError("num_replicas must be at least 1, or auto")
+        if self.autoscaling_config is not None and self.num_replicas != "auto":
+            raise ValueError("autoscaling_config needs num_replicas: auto")
+        if self.num_replicas == "auto":
+            from ray.serve.config import AutoscalingConfig
+
+            AutoscalingConfig(**self.autoscaling())  # Serve's own checks (min <= max, ...)
+        return self
+
+    def autoscaling(self) -> dict:
+        """The autoscaling config of ``num_replicas: auto`` (the YAML's, else ``DEFAULT_AUTOSCALING``)."""
+        return dict(self.autoscaling_config or DEFAULT_AUTOSCALING)
+
+    def describe_replicas(self) -> str:
+        if self.num_replicas != "auto":
+            return f"{self.num_replicas} replica(s)"
+        scaling = self.autoscaling()
+        return (f"{scaling.get('min_replicas', 1)}-{scaling['max_replicas']} replicas (autoscaled, target "
+                f"{scaling.get('target_ongoing_requests', 'Serve default')} requests in flight each)")
 
     def with_overrides(self, **overrides) -> "ServeDeployment":
         """A validated copy with the non-None ``overrides`` applied (CLI flags over the YAML)."""
         values = self.model_dump()
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["num_replicas"] != "auto":
+            values["autoscaling_config"] = None
         return parse_model(ServeDeployment, values, "invalid serve settings")
 
     def deployment_options(self) -> dict:
-        return {"num_replicas": self.num_replicas, "max_ongoing_requests": self.max_ongoing_requests,
+        """Serve's deployment options: replicas (or autoscaling), admission, backpressure, drain, resources."""
+        from ray.serve.config import BackpressureConfig
+
+        replicas = {"autoscaling_config": self.autoscaling()} if self.num_replicas == "auto" else \
+            {"num_replicas": self.num_replicas}
+        return {**replicas, "max_ongoing_requests": self.max_ongoing_requests,
+                "max_queued_requests": self.max_queued_requests,
+                "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S),
+                "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
                 "ray_actor_options": self.ray_actor_options}
 
 
@@ -113,8 +173,8 @@ def load_serve_yaml(path: str | Path) -> ServeDeployment:
                   route_prefix=application.route_prefix or "/", settings_args=dict(application.args or {}))
     if deployments:
         chosen = deployments[0].model_dump(exclude_unset=True)
-        for key in ("num_replicas", "max_ongoing_requests", "ray_actor_options"):
-            if key in chosen:
+        for key in ("num_replicas", "autoscaling_config", "max_ongoing_requests", "max_queued_requests",
+                    "graceful_shutdown_timeout_s", "ray_actor_options"):
+            if chosen.get(key) is not None:
                 values[key] = chosen[key]
-    return parse_model(ServeDeployment, values,
-                       f"{path}: unsupported deployment settings for bib-ray serve (use a fixed num_replicas)")
+    return parse_model(ServeDeployment, values, f"{path}: unsupported deployment settings for bib-ray serve")

@@ -11,6 +11,7 @@
     selection: {pessimism: 1.0}   # optional SelectionSettings fields of the metric's evaluators
     report_every: 10         # optimisation steps between reports (ASHA's time unit)
     resources: {cpu: 1, gpu: 0}
+    trial_retries: 3         # a failed trial (e.g. its node lost) runs again, from its last checkpoint if any
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class SweepConfig(BaseModel):
     holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
     report_every: int = Field(10, ge=1)
     resources: TrialResources = TrialResources()
+    trial_retries: int = Field(3, ge=0, description="times a failed trial (e.g. its node was lost) is run again, "
+                               "from its last checkpoint where it has one (Tune's FailureConfig.max_failures)")
 
     @field_validator("metric")
     @classmethod

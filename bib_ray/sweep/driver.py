@@ -15,9 +15,13 @@ every trial through the object store; trials re-solve the proxy for their beta.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,7 @@ import torch
 from bib_ray.core.aux_ensemble import aux_training_rows
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.distributed.design import shard_resources
+from bib_ray.distributed.runtime import STOP_SIGNALS, Stopped
 from bib_ray.distributed.settings import RaySettings
 from bib_ray.distributed.shards import ShardPool
 from bib_ray.errors import UserError
@@ -300,8 +305,12 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=sweep.search.num_samples,
                                         search_alg=_search_algorithm(sweep), scheduler=_scheduler(sweep)),
             run_config=tune.RunConfig(name=sweep.name, storage_path=storage_root(storage or str(out)),
+                                      failure_config=tune.FailureConfig(max_failures=sweep.trial_retries),
                                       verbose=1 if progress else 0))
-    grid = tuner.fit()
+    with graceful_stop() as stops:
+        grid = tuner.fit()
+    if stops:
+        raise Stopped(stops[0])
     table = results_table(grid, sweep)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "sweep_results.csv", index=False)
@@ -314,6 +323,38 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
             shutil.rmtree(best_dir)
         best.checkpoint.to_directory(str(best_dir))
     return SweepOutcome(table, out_dir, experiment, best_dir, failure_summary(table))
+
+
+@contextmanager
+def graceful_stop():
+    """While a sweep runs: the first SIGTERM or SIGINT asks Tune to stop gracefully (SIGUSR1: it saves the
+    experiment's state, so ``--resume`` continues it) and is recorded in the list this yields; a second
+    one stops at once. Tune's own SIGINT handler is off meanwhile, so both signals behave alike."""
+    stops: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield stops
+        return
+
+    def stop(signum: int, _frame) -> None:
+        if stops:
+            raise Stopped(signum)
+        stops.append(signum)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    try:
+        yield stops
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER")
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
 def request_trial_resources(sweep: SweepConfig) -> None:

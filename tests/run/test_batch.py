@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from bib_ray.cli import main
 from bib_ray.run.batch import BatchSettings, greedy, lower_bound

@@ -16,13 +16,19 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bib_ray.service.http_api import (MAX_JSON_DEPTH, build_api, encode_request, json_nesting_depth,
-                                      parse_score_request)
+                                      parse_score_request, score_request_model)
 from bib_ray.service.schemas import ModelIdentity, ServiceInfo
 from bib_ray.service.settings import ServiceSettings
 
 LENGTH, PER_REQUEST, BODY_LIMIT = 8, 16, 16384
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HANDLED = {200, 400, 413, 422}
+REQUEST = score_request_model("ACGT", LENGTH, PER_REQUEST)
+
+
+def parse(body: bytes) -> list[str]:
+    """The stand-in model's request parsing."""
+    return parse_score_request(body, REQUEST, "ACGT", LENGTH, PER_REQUEST)
 
 
 class StandInModel:
@@ -154,11 +160,11 @@ def test_nesting_depth_is_exact_for_valid_json(value, ascii_only):
 def test_deep_nesting_is_refused_before_decoding(client):
     for body in ("[" * 100_000, "[" * 5000 + "]" * 5000, '{"sequences": ' + "[" * 2000 + "]" * 2000 + "}"):
         with pytest.raises(HTTPException) as refused:
-            parse_score_request(body.encode())
+            parse(body.encode())
         assert refused.value.status_code == 400 and "deep" in refused.value.detail
     nested = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     with pytest.raises(HTTPException) as wrong_shape:
-        parse_score_request(nested.encode())
+        parse(nested.encode())
     assert wrong_shape.value.status_code == 422  # at the limit it decodes, then fails validation
     assert json_nesting_depth('{"s": ["[[[", "\\"[{", "\\\\"], "t": [[1]]}') == 3
 
@@ -171,12 +177,12 @@ def test_deep_nesting_is_refused_before_decoding(client):
 ])
 def test_undecodable_bodies_are_a_400(body, message):
     with pytest.raises(HTTPException) as refused:
-        parse_score_request(body)
+        parse(body)
     assert refused.value.status_code == 400 and message in refused.value.detail
 
 
 def test_utf8_byte_order_mark_is_accepted():
-    assert parse_score_request(b'\xef\xbb\xbf{"sequences": ["ACGTACGT"]}').sequences == ["ACGTACGT"]
+    assert parse(b'\xef\xbb\xbf{"sequences": ["ACGTACGT"]}') == ["ACGTACGT"]
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
@@ -188,14 +194,20 @@ def test_body_limit_holds_with_and_without_content_length(client, chunked):
     assert post_score(client, b'{"sequences": ["ACGTACGT"]}', chunked).status_code == 200
 
 
-def test_encode_request_names_the_offending_sequence():
-    cleaned, codes = encode_request([" acgtacgt\n", "TTTTAAAA"], "ACGT", LENGTH, PER_REQUEST)
+def test_requests_are_checked_against_the_schema_naming_the_offending_sequence():
+    assert parse(b'{"sequences": ["acgtACGT", "TTTTAAAA"]}') == ["acgtACGT", "TTTTAAAA"]
+    cleaned, codes = encode_request(["acgtACGT", "TTTTAAAA"], "ACGT")
     assert cleaned == ["ACGTACGT", "TTTTAAAA"] and codes.shape == (2, LENGTH)
-    for sequences, status, message in ((["ACGTACGZ"], 422, "outside alphabet"), (["ACG"], 422, "sequence 0"),
-                                       ([], 422, "empty"), (["ACGTACGT"] * (PER_REQUEST + 1), 413, "at most")):
+    for sequences, status, message in (
+            (["ACGTACGZ"], 422, "sequence 0 has letters outside the alphabet 'ACGT': ['Z']"),
+            (["ACGTACGT", "ACG"], 422, "sequence 1 has length 3; this proxy scores 8"),
+            ([" ACGTACGT"], 422, "sequence 0 has length 9"), ([], 422, "at least 1 item"),
+            (["ACGTACGT"] * (PER_REQUEST + 1), 413, "at most")):
         with pytest.raises(HTTPException) as refused:
-            encode_request(sequences, "ACGT", LENGTH, PER_REQUEST)
+            parse(json.dumps({"sequences": sequences}).encode())
         assert refused.value.status_code == status and message in refused.value.detail
+    with pytest.raises(HTTPException, match="Extra inputs"):
+        parse(b'{"sequences": ["ACGTACGT"], "other": 1}')
 
 
 def test_scores_come_back_in_request_order(client):

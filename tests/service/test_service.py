@@ -75,11 +75,17 @@ def test_scores_equal_in_process_proxy(service, artifact, offline_sequences):
     assert served["aux_std"].max() > 0  # three members that disagree somewhere
 
 
-def test_lowercase_and_whitespace_are_normalised(service, offline_sequences):
+def test_lowercase_is_scored_as_uppercase_and_the_schema_says_so(service, offline_sequences):
     sequence = offline_sequences[0]
-    answer = requests.post(f"{service}/score", json={"sequences": [f" {sequence.lower()}\n"]}, timeout=30)
+    answer = requests.post(f"{service}/score", json={"sequences": [sequence.lower()]}, timeout=30)
     reference = requests.post(f"{service}/score", json={"sequences": [sequence]}, timeout=30)
     assert answer.json()["scores"] == reference.json()["scores"]
+    padded = requests.post(f"{service}/score", json={"sequences": [f" {sequence}\n"]}, timeout=30)
+    assert padded.status_code == 422 and "has length" in padded.json()["detail"]
+    schema = requests.get(f"{service}/openapi.json", timeout=30).json()["paths"]["/score"]["post"]["requestBody"]
+    items = schema["content"]["application/json"]["schema"]["properties"]["sequences"]
+    assert items["items"]["minLength"] == items["items"]["maxLength"] == len(sequence)
+    assert items["items"]["pattern"] == f"^[ACGTacgt]{{{len(sequence)}}}$" and items["maxItems"] == PER_REQUEST
 
 
 def test_concurrent_requests_are_batched_and_answered_in_order(service, offline_sequences):
@@ -103,9 +109,9 @@ def test_concurrent_requests_are_batched_and_answered_in_order(service, offline_
 
 
 BAD_REQUESTS = [
-    ("unknown letters", {"json": {"sequences": ["ACGTACGZ"]}}, 422, "outside alphabet"),
+    ("unknown letters", {"json": {"sequences": ["ACGTACGZ"]}}, 422, "outside the alphabet"),
     ("wrong length", {"json": {"sequences": ["ACGTACGT", "ACG"]}}, 422, "sequence 1 has length 3"),
-    ("empty list", {"json": {"sequences": []}}, 422, "empty"),
+    ("empty list", {"json": {"sequences": []}}, 422, "at least 1 item"),
     ("too many", {"json": {"sequences": ["ACGTACGT"] * (PER_REQUEST + 1)}}, 413, f"at most {PER_REQUEST}"),
     ("oversized body", {"data": json.dumps({"sequences": ["A" * 5000]}),
                         "headers": {"content-type": "application/json"}}, 413, "4096"),
@@ -201,7 +207,7 @@ def test_score_command_reports_service_errors(service, tmp_path, capsys):
     source = tmp_path / "bad.csv"
     source.write_text("sequence\nACGTACGT\nACGTNNGT\n")
     assert main(["score", str(source), "--url", service]) == 2
-    assert "outside alphabet" in capsys.readouterr().err
+    assert "outside the alphabet" in capsys.readouterr().err
 
 
 class FlakyHandler(http.server.BaseHTTPRequestHandler):
@@ -290,26 +296,36 @@ def test_serve_settings_reject_request_larger_than_batch(artifact):
 
 
 @pytest.mark.slow
-def test_serve_command_end_to_end(artifact, tmp_path):
-    """`bib-ray serve` in its own process (its own embedded Ray), scored through the client, stopped by Ctrl-C."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_serve_command_scores_and_stops_cleanly_under_load(artifact, tmp_path, signame):
+    """`bib-ray serve` in its own process (its own embedded Ray): scored through the client, then stopped by
+    SIGINT or SIGTERM while 8 clients keep it busy. No request is broken: each one unanswered when the signal
+    came is either answered (the replica had taken it) or refused whole with 503 and Retry-After (it was still
+    waiting behind a running batch when the replicas stopped taking requests); later ones get 503, then a
+    refused connection. The process prints two lines, exits 0 within the drain time plus 5 s, and leaves no
+    Ray process behind."""
     import os
     import signal
     import subprocess
     import sys
+    import tempfile
+    import threading
     import time
 
-    import tempfile
+    import requests
 
-    port = free_port()
+    port, drain_s = free_port(), 10
     ray_tmp = tempfile.mkdtemp(prefix="br-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     env = dict(os.environ, RAY_TMPDIR=ray_tmp)
     env.pop("RAY_ADDRESS", None)
     command = [sys.executable, "-m", "bib_ray.cli", "serve", str(artifact), "--port", str(port),
-               "--config", str(REPO_ROOT / "deployments" / "proxy_service.yaml"), "--device", "cpu"]
-    # Ctrl-C's default action in the child even when pytest runs as a background job (`cmd &`), which starts
+               "--config", str(REPO_ROOT / "deployments" / "proxy_service.yaml"), "--device", "cpu",
+               "--drain-timeout", str(drain_s)]
+    # SIGINT's default action in the child even when pytest runs as a background job (`cmd &`), which starts
     # with SIGINT ignored; Python inherits that and then never raises KeyboardInterrupt.
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    records, stop = [], threading.Event()
     try:
         deadline = time.monotonic() + 240
         line, seen = "", []
@@ -321,21 +337,49 @@ def test_serve_command_end_to_end(artifact, tmp_path):
         rows = ProxyClient(f"http://127.0.0.1:{port}").score(["ACGTACGT", "TTTTAAAA"])
         expected = load_proxy_artifact(artifact).score(["ACGTACGT", "TTTTAAAA"])["proxy_score"]
         np.testing.assert_allclose([r["proxy_score"] for r in rows], expected, rtol=1e-5, atol=1e-5)
-        process.send_signal(signal.SIGINT)
-        try:
-            after, _ = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            after, _ = process.communicate(timeout=30)
-            pytest.fail("bib-ray serve did not exit within 120 s of Ctrl-C; its output after Ctrl-C:\n" + after)
-        assert process.returncode == 0, "bib-ray serve failed to stop cleanly:\n" + after
+
+        def client() -> None:
+            session = requests.Session()
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    answer = session.post(f"http://127.0.0.1:{port}/score", json={"sequences": ["ACGTACGT"] * 64},
+                                          timeout=60)
+                    refused_well = answer.status_code == 503 and answer.headers.get("Retry-After") == "1"
+                    records.append((sent, time.monotonic(), "503+Retry-After" if refused_well else answer.status_code))
+                except requests.RequestException as error:
+                    records.append((sent, time.monotonic(), type(error).__name__))
+                    time.sleep(0.05)
+
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        time.sleep(4)
+        signalled = time.monotonic()
+        process.send_signal(getattr(signal, signame))
+        _, err = process.communicate(timeout=drain_s + 60)
+        exited = time.monotonic() - signalled
     finally:
+        stop.set()
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
-        import shutil
+    for thread in clients:
+        thread.join(timeout=60)
+    in_flight = [status for sent, done, status in records if sent < signalled < done]
+    later = {status for sent, _, status in records if sent > signalled}
+    lines = [line for line in err.splitlines() if line.strip()]
+    left = subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True, text=True).stdout.split()
+    import shutil
 
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert process.returncode == 0, err[-3000:]
+    assert lines == [f"bib-ray serve: {signame} received: taking no new requests, finishing those in flight "
+                     f"(at most {drain_s} s)", "bib-ray serve: stopped"], err[-3000:]
+    assert 200 in in_flight and set(in_flight) <= {200, "503+Retry-After"}, f"unanswered at the signal: {in_flight}"
+    assert later <= {200, "503+Retry-After", "ConnectionError"}, later  # a few get in before the replicas see it
+    assert exited <= drain_s + 5, f"{exited:.1f} s from {signame} to exit"
+    assert not left, f"Ray processes left: {left}"
 
 
 def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
@@ -352,13 +396,104 @@ def test_stopping_the_local_service_gives_up_on_a_hung_shutdown(monkeypatch):
         disconnected.set()
 
     monkeypatch.setattr(runtime, "disconnect", hung_disconnect)
+    monkeypatch.setattr(launch, "drain", lambda *_: 0)  # never the tests' shared service
     started = time.monotonic()
     try:
-        assert launch.stop_local_service(timeout_s=0.5) is False
+        assert launch.stop_local_service(0, timeout_s=0.5) is False
         assert time.monotonic() - started < 5 and not disconnected.is_set()
     finally:
         released.set()
         assert disconnected.wait(5)  # the abandoned stop finishes before the patches are undone
     disconnected.clear()
     monkeypatch.setattr(runtime, "disconnect", disconnected.set)
-    assert launch.stop_local_service(timeout_s=5) is True and disconnected.is_set()
+    assert launch.stop_local_service(0, timeout_s=5) is True and disconnected.is_set()
+
+
+def test_replicas_auto_maps_to_serves_autoscaler_and_queues_are_bounded(tmp_path):
+    from bib_ray.service.settings import DEFAULT_AUTOSCALING, DEFAULT_MAX_QUEUED_REQUESTS
+
+    auto = ServeDeployment(**DEFAULT_DEPLOYMENT).with_overrides(num_replicas="auto")
+    options = auto.deployment_options()
+    assert options["autoscaling_config"] == DEFAULT_AUTOSCALING and "num_replicas" not in options
+    assert options["max_queued_requests"] == DEFAULT_MAX_QUEUED_REQUESTS
+    assert options["backpressure_config"].status_code == 503 and options["backpressure_config"].retry_after_s == 1
+    assert ServeDeployment(**DEFAULT_DEPLOYMENT).with_overrides(num_replicas="3").deployment_options()["num_replicas"] == 3
+    yaml_text = (REPO_ROOT / "deployments" / "proxy_service.yaml").read_text().replace(
+        "num_replicas: 1", "num_replicas: auto\n        autoscaling_config: {min_replicas: 1, max_replicas: 2}")
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml_text)
+    loaded = load_serve_yaml(path)
+    assert loaded.num_replicas == "auto" and loaded.autoscaling()["max_replicas"] == 2
+    assert "1-2 replicas (autoscaled" in loaded.describe_replicas()
+    for bad, message in [({"num_replicas": "many"}, "num_replicas"), ({"num_replicas": 0}, "at least 1")]:
+        with pytest.raises(UserError, match=message):
+            ServeDeployment(**DEFAULT_DEPLOYMENT).with_overrides(**bad)
+    with pytest.raises(ValueError, match="needs num_replicas: auto"):
+        ServeDeployment(**dict(DEFAULT_DEPLOYMENT, autoscaling_config={"max_replicas": 2}))
+    with pytest.raises(ValueError, match="min_replicas"):
+        ServeDeployment(**dict(DEFAULT_DEPLOYMENT, num_replicas="auto",
+                               autoscaling_config={"min_replicas": 3, "max_replicas": 2}))
+
+
+def test_requests_beyond_the_queue_get_503_with_retry_after(service, artifact, deployment):
+    """One request at a time per replica, one waiting: the rest of a burst are refused, not queued without bound."""
+    import threading
+
+    settings = ServiceSettings(artifact=str(artifact), device="cpu", max_batch_sequences=1,
+                               max_sequences_per_request=1)
+    tight = deployment.model_copy(update={"route_prefix": "/tight", "max_ongoing_requests": 1,
+                                          "max_queued_requests": 1})
+    url = launch.deploy(settings, tight, check_port=False, name="tight")
+    answers, lock = [], threading.Lock()
+
+    def burst() -> None:
+        session = requests.Session()
+        for _ in range(20):
+            answer = session.post(f"{url}/score", json={"sequences": ["ACGTACGT"]}, timeout=60)
+            with lock:
+                answers.append((answer.status_code, answer.headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=burst) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    statuses = {status for status, _ in answers}
+    assert statuses <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+    assert all(after == "1" for status, after in answers if status == 503)
+
+
+def test_the_client_waits_as_retry_after_says():
+    """ProxyClient (and `bib-ray score`) retries a 503 after the seconds its Retry-After names."""
+    import http.server
+    import threading
+    import time
+
+    calls = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            calls.append(time.monotonic())
+            self.rfile.read(int(self.headers["Content-Length"]))
+            busy = len(calls) == 1
+            body = b'{"detail": "busy"}' if busy else b'{"scores": [], "model": {}}'
+            self.send_response(503 if busy else 200)
+            if busy:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Busy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = ProxyClient(f"http://127.0.0.1:{server.server_address[1]}", retries=3, backoff_s=0.01)
+        assert client.score_request(["ACGTACGT"]) == []
+        assert len(calls) == 2 and calls[1] - calls[0] >= 0.95 and client.retries_used == 1
+    finally:
+        server.shutdown()

@@ -132,7 +132,7 @@ def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data
 
 
 @pytest.mark.slow
-def test_interrupted_sweep_resumes_without_rerunning_finished_trials(shared_data_dir, tmp_path):
+def test_a_sweep_stopped_by_sigterm_resumes_without_rerunning_finished_trials(shared_data_dir, tmp_path):
     sweep = small_sweep("resumable", samples=6, report_every=50)
     sweep.base.update(steps=150, data_dir=str(shared_data_dir))
     sweep.search.max_concurrent = 1
@@ -141,15 +141,19 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(shared_data
     command = [sys.executable, "-m", "bib_ray.cli", "sweep", "--config", str(config), "--out", str(tmp_path),
                "--quiet", "--shards", "1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     experiment = tmp_path / "resumable"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(experiment.glob("run_trial_*/checkpoint_*/summary.json"))) < 2:
         time.sleep(1)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
+    process.send_signal(signal.SIGTERM)  # what systemd, Docker and Kubernetes send
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("bib-ray: stopped by SIGTERM; the trials' results so far are "
+                                                   "kept") and "Traceback" not in err, err[-2000:]
+    assert not (experiment / "sweep_results.csv").exists(), "a stopped sweep writes no table"
     finished = {p: p.stat().st_mtime for p in experiment.glob("run_trial_*/checkpoint_*/summary.json")}
-    assert 2 <= len(finished) < 6, "interrupt came too late to test resuming"
+    assert 2 <= len(finished) < 6, "the stop came too late to test resuming"
     resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     results = pd.read_csv(experiment / "sweep_results.csv")
