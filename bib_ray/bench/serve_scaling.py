@@ -10,8 +10,10 @@
    to the answer), the share answered 503 (``max_queued_requests`` exceeded: refused with Retry-After
    instead of queued without bound), any other failure, and how late the clients sent (p50 of send time
    minus schedule: the client machine's own limit, which shares the cores);
-4. a ramp from 0.25x to 2x and back (``--ramp-seconds``), sampling the running replicas every second,
-   drawn with the offered load in ``OUT/serve_scaling.png``.
+4. once the replicas are back at ``min_replicas`` (no load, at most ``--settle-seconds``), a ramp from
+   0.25x to 2x and back (``--ramp-seconds``), then 0.25x held for ``--tail-seconds`` (longer
+   than the autoscaler's downscale delay), then no load for ``--idle-seconds``, sampling the running
+   replicas every second, drawn with the offered and answered load in ``OUT/serve_scaling.png``.
 
 No client retries here: every 503 is counted. Clients and service share this machine's cores.
 """
@@ -142,10 +144,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--task", default="tfbind8")
     parser.add_argument("--backbone", default="tiny")
-    parser.add_argument("--per-request", type=int, default=16)
+    parser.add_argument("--per-request", type=int, default=128)
     parser.add_argument("--clients", type=int, default=16, help="closed-loop clients that measure capacity")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each open-loop load")
     parser.add_argument("--ramp-seconds", type=float, default=120.0)
+    parser.add_argument("--tail-seconds", type=float, default=90.0, help="0.25x held after the ramp")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="no load after the tail, still sampled")
+    parser.add_argument("--settle-seconds", type=float, default=180.0,
+                        help="at most this long without load before the ramp, for the replicas to come down")
     parser.add_argument("--max-replicas", type=int, default=4)
     parser.add_argument("--cpus-per-replica", type=float, default=0.5)
     parser.add_argument("--port", type=int, default=8327)
@@ -186,39 +192,46 @@ def run(args: argparse.Namespace, command: str) -> int:
             outcomes = open_loop(url, body, lambda _, f=factor: f * capacity, args.seconds)
             rows.append(summarise(f"{factor:g}x", factor * capacity, outcomes, args.seconds))
             print(f"  {factor:g}x: {rows[-1]}", flush=True)
+        settled = time.monotonic() + args.settle_seconds
+        while replicas_running(APPLICATION_NAME) > scaling["min_replicas"] and time.monotonic() < settled:
+            time.sleep(2.0)  # the ramp starts from the autoscaler's floor, not from the overload's replicas
         half = args.ramp_seconds / 2
 
-        def ramp(t: float) -> float:  # 0.25x -> 2x -> 0.25x, linear
-            return capacity * (0.25 + 1.75 * (1 - abs(t - half) / half))
+        def ramp(t: float) -> float:  # 0.25x -> 2x -> 0.25x, linear, then 0.25x for the tail
+            return capacity * (0.25 + 1.75 * max(0.0, 1 - abs(t - half) / half))
+
+        total = args.ramp_seconds + args.tail_seconds
 
         stop, started = threading.Event(), time.monotonic()
 
         def sample() -> None:
             while not stop.is_set():
                 t = time.monotonic() - started
-                samples.append({"t": t, "offered": ramp(min(t, args.ramp_seconds)),
+                samples.append({"t": t, "offered": ramp(t) if t < total else 0.0,
                                 "replicas": replicas_running(APPLICATION_NAME)})
                 stop.wait(1.0)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        outcomes = open_loop(url, body, ramp, args.ramp_seconds)
+        outcomes = open_loop(url, body, ramp, total)
+        stop.wait(args.idle_seconds)
         stop.set()
         sampler.join()
     finally:
         disconnect()  # Serve's actors go with Ray
     frame = pd.DataFrame(rows)
     timeline = pd.DataFrame(samples)
-    answered = pd.Series([o.scheduled - started for o in outcomes if o.status == 200])
+    answered = pd.Series([o.sent + o.latency_s - started for o in outcomes if o.status == 200])  # when answered
     timeline["answered"] = [((answered >= t - 1) & (answered < t)).sum() for t in timeline.t]
     timeline.to_csv(out / "serve_scaling_timeline.csv", index=False)
     plot(timeline, out / "serve_scaling.png")
-    ramp_row = summarise("ramp 0.25x-2x-0.25x", float(np.mean([ramp(t) for t in range(int(args.ramp_seconds))])),
-                         outcomes, args.ramp_seconds)
+    ramp_row = summarise("ramp 0.25x-2x-0.25x + tail", float(np.mean([ramp(t) for t in range(int(total))])),
+                         outcomes, total)
     frame = pd.concat([frame, pd.DataFrame([ramp_row])], ignore_index=True)
     text = (f"capacity {capacity:.1f} requests/s ({args.per_request} sequences each, backbone {args.backbone}); "
             f"num_replicas auto, {scaling}, {args.cpus_per_replica:g} CPU per replica\n\n{markdown_table(frame, 2)}\n\n"
-            f"replicas running during the ramp: min {timeline.replicas.min()}, max {timeline.replicas.max()} "
+            f"replicas running during the ramp: min {timeline.replicas.min()}, max {timeline.replicas.max()}, "
+            f"{timeline.replicas[timeline.t <= total].iloc[-1]} at the end of the tail "
             f"(OUT/serve_scaling.png)\n\nreproduce: `{command}`")
     (out / "serve_scaling.md").write_text(text + "\n")
     print(text)

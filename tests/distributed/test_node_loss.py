@@ -223,10 +223,13 @@ def test_the_service_replaces_a_lost_replica_and_answers_every_request(cluster):
         got = np.array([row["proxy_score"] for i in sent for row in answers[i]])
         print(f"\nserving: the replica's worker ({victim}) lost {killed_at:.1f} s into {load_s:.0f} s of load from "
               f"{clients} clients; {len(sent)} requests x 16 sequences, every one answered (the last after "
-              f"{time.monotonic() - started:.1f} s), {client.retries_used} retried attempts")
+              f"{time.monotonic() - started:.1f} s), {client.retries_used} retried attempts (the proxy holds requests while Serve "
+              f"replaces the replica, or answers 503 / drops the connection: the client retries)")
+        survivors = [pid for pid in ray_processes("ProxyScorer") if cluster.worker_of(pid) is not None]
         assert not failures, failures[:5]
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-        assert client.retries_used >= 1, "the loss was noticed"
+        assert replicas[0] not in survivors and survivors, "the replica was lost and replaced"
+        assert {cluster.worker_of(pid) for pid in survivors} == {1 - victim}, "the replacement runs on the survivor"
     finally:
         ray.shutdown()
 
