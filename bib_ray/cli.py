@@ -152,6 +152,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     shown = table if table.error.astype(bool).any() else table.drop(columns="error")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"experiment and checkpoints: {outcome.experiment}; table: {outcome.out_dir / 'sweep_results.csv'}")
+    if outcome.choice is not None:
+        print(f"chosen trial {table.loc[outcome.choice.chosen, 'trial']}: {outcome.choice.line}")
     verdict = chosen_against_completed(table)
     if verdict is not None:
         print(verdict)

@@ -66,8 +66,26 @@ def grid(backbones=BACKBONES, methods=METHODS, step_targets=STEP_TARGETS) -> lis
             for lr, t in step_targets]
 
 
+def broad_grid() -> list[dict]:
+    """A second grid, not the one the metrics were chosen on: backbone x method x lr x the edit limit K
+    (the task's default, or 1) at the reference target (16 configurations)."""
+    return [dict(backbone=b, method=m, lr=lr, target=10.0, **({} if k is None else {"max_mutations": k}))
+            for b in BACKBONES for m in ("bib", "bidirectional") for lr in (0.1, 0.3) for k in (None, 1)]
+
+
+GRIDS = {"reference": grid, "broad": broad_grid}
+
+
 def config_label(config: dict) -> str:
-    return f"{config['backbone']}/{config['method']}/lr={config['lr']:g}/target={config['target']:g}"
+    label = f"{config['backbone']}/{config['method']}/lr={config['lr']:g}/target={config['target']:g}"
+    return label + (f"/K={config['max_mutations']}" if "max_mutations" in config else "")
+
+
+def rank_ensemble(runs: pd.DataFrame, members: list[str]) -> pd.Series:
+    """Per run, the mean over ``members`` of its rank (0 = worst, 1 = best, ties averaged) among the runs of
+    its task and seed: evaluators combined by rank, so none dominates by its scale."""
+    ranks = [runs.groupby(["task", "seed"])[name].rank(pct=True) for name in members]
+    return pd.concat(ranks, axis=1).mean(axis=1)
 
 
 def default_steps(task: Task) -> int:
@@ -215,6 +233,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"tasks, the reference's {REFERENCE_STEPS['protein']} otherwise; --quick: half)")
     parser.add_argument("--holdout-fraction", type=float, default=0.2)
     parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="reference",
+                        help="configurations: reference (backbone x method x (lr, target), the grid the default "
+                        "metric was chosen on) or broad (backbone x method x lr x K)")
+    parser.add_argument("--ensemble", default=None, help="comma list of metrics also combined by rank, judged as "
+                        "the metric 'rank-ensemble'")
     parser.add_argument("--out", default="runs/selection")
     parser.add_argument("--doc", type=Path, help="also write the tables into this markdown file's "
                         "<!-- suite:selection --> block (e.g. docs/selection.md)")
@@ -228,7 +251,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: list[str], designs: int,
-             steps: int | None, quick: bool, holdout_fraction: float, progress: bool) -> pd.DataFrame:
+             steps: int | None, quick: bool, holdout_fraction: float, progress: bool,
+             grid_name: str = "reference") -> pd.DataFrame:
     """One task of the benchmark: its runs (``select_runs``), then their oracle percentiles; keeps
     ``codes`` and adds ``seconds_task`` (this task's wall time)."""
     from bib_ray.tasks import load_task
@@ -236,7 +260,7 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
     started = time.perf_counter()
     task = load_task(spec, data_dir)
     steps = steps or default_steps(task) // (2 if quick else 1)
-    runs = select_runs(task, grid(), seeds, metric_names, {"steps": steps, "designs": designs},
+    runs = select_runs(task, GRIDS[grid_name](), seeds, metric_names, {"steps": steps, "designs": designs},
                        holdout_fraction, progress=progress)
     scored = score_with_oracle(task, runs).assign(codes=list(runs.codes), steps=steps, designs=designs)
     return scored.assign(seconds_task=time.perf_counter() - started)
@@ -305,7 +329,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     todo = [spec for spec in tasks if spec not in done]
     arguments = dict(data_dir=args.data_dir, seeds=seeds, metric_names=metric_names, designs=designs,
                      steps=args.steps, quick=args.quick, holdout_fraction=args.holdout_fraction,
-                     progress=not args.quiet)
+                     progress=not args.quiet, grid_name=args.grid)
 
     def keep(runs: pd.DataFrame) -> None:
         designs_kept.update({f"{r.task}|{r.config}|{r.seed}": np.asarray(r.codes) for r in runs.itertuples()})
@@ -323,6 +347,12 @@ def run(args: argparse.Namespace, command: str) -> int:
         for spec in todo:
             keep(run_task(spec, **arguments))
     runs = pd.concat(frames, ignore_index=True)
+    if args.ensemble:
+        members = [m.strip() for m in args.ensemble.split(",") if m.strip()]
+        if not set(members) <= set(metric_names):
+            raise UserError(f"--ensemble {members}: each must be one of --metrics")
+        runs["rank-ensemble"] = rank_ensemble(runs, members)
+        metric_names = [*metric_names, "rank-ensemble"]
     return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
 
 

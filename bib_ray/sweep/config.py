@@ -12,6 +12,7 @@
     report_every: 10         # optimisation steps between reports (ASHA's time unit)
     resources: {cpu: 1, gpu: 0}
     trial_retries: 3         # a failed trial (e.g. its node lost) runs again, from its last checkpoint if any
+    tie_margin: 1.0          # trials within this many sd of the metric's best cannot be told apart from it
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ class SweepConfig(BaseModel):
     resources: TrialResources = TrialResources()
     trial_retries: int = Field(3, ge=0, description="times a failed trial (e.g. its node was lost) is run again, "
                                "from its last checkpoint where it has one (Tune's FailureConfig.max_failures)")
+    tie_margin: float = Field(1.0, ge=0, description="trials whose paired metric draws put the best within this "
+                              "many standard deviations of them cannot be told apart from it; among those the "
+                              "sweep takes the one closest to the defaults, then the most conservative "
+                              "(bib_ray.sweep.choice)")
 
     @field_validator("metric")
     @classmethod

@@ -7,6 +7,8 @@ random ``holdout_fraction`` of the offline set, which the trials' proxies and au
 see. The metric is fitted once on the driver and shipped to the trials. The oracle's percentiles
 are logged beside it as ``oracle_p100_reporting_only`` / ``oracle_p50_reporting_only`` and play no
 part in the search. Trials report every ``report_every`` steps, so ASHA can stop weak ones early.
+The trial copied to ``best/`` is chosen by ``bib_ray.sweep.choice``: the metric's best unless other
+trials cannot be told apart from it by the metric's spread (``tie_margin``).
 
 The offline set is embedded once per backbone in the space (on shard actors) and shared with
 every trial through the object store; trials re-solve the proxy for their beta.
@@ -15,6 +17,7 @@ every trial through the object store; trials re-solve the proxy for their beta.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -37,12 +40,14 @@ from bib_ray.distributed.settings import RaySettings
 from bib_ray.distributed.shards import ShardPool
 from bib_ray.errors import UserError
 from bib_ray.run.config import DesignConfig
+from bib_ray.sweep.choice import Choice, choose_trial, distance_to_rows, settings_changed
 from bib_ray.sweep.config import Distribution, SweepConfig
 from bib_ray.sweep.selection import (METRICS, Candidate, RowEmbeddings, SelectionMetric, fit_metrics, needs_split,
                                      split_offline, top_rows)
 from bib_ray.tasks import Task
 
 METRIC = "selection_score"
+DRAWS = "selection_draws_json"  # the metric's paired draws of a trial's final designs (bib_ray.sweep.choice)
 
 
 @dataclass
@@ -140,7 +145,11 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
 
     run = run_design(config, train_task, executor, fitted=fitted, on_step=report)
     result = run.seeds[0]
-    metrics = {METRIC: score(result.trajectory.final_codes), "step": config.resolved_steps}
+    final = result.trajectory.final_codes
+    draws = metric.draws(Candidate(final, config.backbone, fitted.proxy, aux, embedder.embed_codes))
+    metrics = {METRIC: score(final), "step": config.resolved_steps,
+               "design_distance": distance_to_rows(final, train_task.x),
+               DRAWS: json.dumps(None if draws is None else [round(float(v), 6) for v in draws])}
     if result.oracle_summary is not None:
         metrics.update(oracle_p100_reporting_only=result.oracle_summary["p100"],
                        oracle_p50_reporting_only=result.oracle_summary["p50"])
@@ -204,20 +213,47 @@ def _first_line(error: BaseException | None) -> str:
     return lines[-1].strip()[:300] if lines else ""
 
 
+def trial_draws(metrics: dict) -> np.ndarray | None:
+    """The metric draws a trial reported (None when it reported none, or its metric has no spread)."""
+    values = json.loads(metrics.get(DRAWS) or "null")
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
 def results_table(grid, sweep: SweepConfig) -> pd.DataFrame:
-    """One row per trial: hyper-parameters, the metric, the oracle (reporting only), status, error."""
+    """One row per trial (labelled by its position in ``grid``): hyper-parameters, the metric and its spread,
+    the designs' distance from the training rows, the oracle (reporting only), status, error."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
+        draws = trial_draws(metrics)
         row = {"trial": metrics.get("trial_id", ""), **{k: result.config.get(k) for k in sweep.space},
-               METRIC: metrics.get(METRIC), "reports": metrics.get("training_iteration"),
+               METRIC: metrics.get(METRIC), "selection_spread": None if draws is None else float(draws.std()),
+               "design_distance": metrics.get("design_distance"), "reports": metrics.get("training_iteration"),
                "oracle_p100_reporting_only": metrics.get("oracle_p100_reporting_only"),
                "oracle_p50_reporting_only": metrics.get("oracle_p50_reporting_only"),
                "status": "error" if result.error else ("stopped early" if metrics.get("step") != (
                    result.config.get("steps") or sweep.base_config().steps) else "completed"),
                "error": _first_line(result.error)}
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(METRIC, ascending=False, na_position="last")
+    return pd.DataFrame(rows)
+
+
+def choose(table: pd.DataFrame, grid, sweep: SweepConfig) -> Choice | None:
+    """``choose_trial`` among the completed trials with a metric; adds the columns ``margin_sd`` (the
+    metric's best over this trial, in sd of their paired draws), ``tied`` and ``chosen`` to ``table``."""
+    done = table[(table.status == "completed") & table[METRIC].notna()]
+    table["margin_sd"], table["tied"], table["chosen"] = np.nan, False, False
+    if done.empty:
+        return None
+    draws = {label: trial_draws(grid[label].metrics or {}) for label in done.index}
+    defaults = sweep.base_config().model_dump()
+    changed = settings_changed(done, list(sweep.space), defaults)
+    choice = choose_trial(done, METRIC, draws, changed, done.design_distance.astype(float), sweep.tie_margin)
+    for label, margin in choice.margins.items():
+        table.loc[label, "margin_sd"] = margin
+    table.loc[choice.tied, "tied"] = True
+    table.loc[choice.chosen, "chosen"] = True
+    return choice
 
 
 def chosen_against_completed(table: pd.DataFrame) -> str | None:
@@ -225,9 +261,9 @@ def chosen_against_completed(table: pd.DataFrame) -> str | None:
     go to ``best/``) oracle 100th percentile (reporting only) against the median over the completed trials;
     None when no completed trial has a metric and an oracle score."""
     done = table[(table.status == "completed") & table.oracle_p100_reporting_only.notna() & table[METRIC].notna()]
-    if done.empty:
+    if done.empty or not done.chosen.any():
         return None
-    chosen = done.loc[done[METRIC].idxmax()]
+    chosen = done[done.chosen].iloc[0]
     p100, median = chosen.oracle_p100_reporting_only, float(done.oracle_p100_reporting_only.median())
     verdict = "at or above" if p100 >= median else "below"
     return (f"chosen trial {chosen.trial}: oracle 100th percentile {p100:.3f} (reporting only), {verdict} the median "
@@ -244,6 +280,7 @@ class SweepOutcome:
     experiment: str
     best_dir: Path | None
     failure: str | None
+    choice: Choice | None = None
 
 
 def experiment_location(storage: str, name: str) -> str:
@@ -312,17 +349,17 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
     if stops:
         raise Stopped(stops[0])
     table = results_table(grid, sweep)
+    choice = choose(table, grid, sweep)
+    table = table.sort_values(METRIC, ascending=False, na_position="last")
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "sweep_results.csv", index=False)
-    finished = [r for r in grid if r.checkpoint is not None and not r.error and METRIC in (r.metrics or {})]
     best_dir = None
-    if finished:
-        best = max(finished, key=lambda r: r.metrics[METRIC])
+    if choice is not None and grid[choice.chosen].checkpoint is not None:
         best_dir = out_dir / "best"
         if best_dir.exists():
             shutil.rmtree(best_dir)
-        best.checkpoint.to_directory(str(best_dir))
-    return SweepOutcome(table, out_dir, experiment, best_dir, failure_summary(table))
+        grid[choice.chosen].checkpoint.to_directory(str(best_dir))
+    return SweepOutcome(table, out_dir, experiment, best_dir, failure_summary(table), choice)
 
 
 @contextmanager

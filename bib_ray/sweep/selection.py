@@ -28,6 +28,13 @@ higher is better). The metrics (``METRICS``; the sweep YAML's ``metric:``):
   the training split included: an offline stand-in for the 100th percentile that rewards a batch
   for holding at least one design the evaluator rates highly or is unsure about (the expected
   maximum of Thompson samples; cf. batch expected improvement, Ginsbourger et al. 2010).
+- ``gp-max``: the expected best design E[max_b f(x_b)] under the joint posterior of a Gaussian process
+  with the exponentiated Hamming kernel on every offline row (``bib_ray.sweep.gp_evaluator``:
+  hyper-parameters by marginal likelihood, spread calibrated by variance scaling). Unlike the MLP
+  ensembles, its uncertainty grows with the distance from the data and its mean returns to the
+  data's mean there, so designs far from every row are scored as unknown, not extrapolated.
+- ``gp-lcb``: the same posterior's lower bound mu - k * sigma per design, averaged over the best
+  ``top_designs`` fraction of the designs (pessimism that grows with the distance from the data).
 - ``proxy-rank``: Spearman correlation of the trial's proxy with the labels of the held-out
   rows (rank-based model validation, Tan et al. 2025).
 - ``top-rank``: validation on the top of the data: the trial's proxy is refitted without the best
@@ -115,6 +122,8 @@ class SelectionSettings:
         train_steps: minibatch steps each evaluator trains for (at least one epoch).
         calibration: fraction of the held-out rows that calibrates the ensemble's spread.
         neighbours: k of the nearest-neighbour evaluator (``agreement``).
+        gp_rows: rows the Gaussian process is fitted on at most (``gp-max``, ``gp-lcb``).
+        draws: posterior samples (``gp-max``) and design resamples (bootstrap spreads).
         seed: seed of every evaluator and split here.
     """
 
@@ -126,6 +135,8 @@ class SelectionSettings:
     train_steps: int = 1000
     calibration: float = 0.2
     neighbours: int = 5
+    gp_rows: int = 2000
+    draws: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -136,6 +147,8 @@ class SelectionSettings:
                 raise ValueError(f"{name} must be in (0, 1)")
         if self.members < 2 or self.hidden < 1 or self.train_steps < 1 or self.neighbours < 1:
             raise ValueError("members must be >= 2 and hidden, train_steps, neighbours >= 1")
+        if self.gp_rows < 4 or self.draws < 2:
+            raise ValueError("gp_rows must be >= 4 and draws >= 2")
 
 
 @dataclass(frozen=True)
@@ -309,6 +322,19 @@ class SelectionMetric(ABC):
         with torch.no_grad():
             return float(self._score(candidate))
 
+    def draws(self, candidate: Candidate) -> np.ndarray | None:
+        """Draws of the trial's score (D,) whose spread is the metric's uncertainty about it, paired across
+        trials (the same evaluator members, posterior seed or design resamples for every trial), so that
+        differences of two trials' draws measure how well the metric tells them apart; None when the
+        metric has no such spread."""
+        if not self.fitted:
+            raise RuntimeError(f"metric {self.name}: call fit before draws")
+        with torch.no_grad():
+            return self._draws(candidate)
+
+    def _draws(self, candidate: Candidate) -> np.ndarray | None:
+        return None
+
     @abstractmethod
     def _fit(self, data: SelectionData) -> None: ...
 
@@ -386,11 +412,10 @@ class PessimisticMetric(SelectionMetric):
         return members.mean(0) - self.settings.pessimism * self.scale * members.std(0)
 
     def _score(self, candidate: Candidate) -> float:
-        bounds = self.lower_bounds(candidate.designs)
-        if self.top_only:
-            count = max(1, math.ceil(self.settings.top_designs * len(bounds)))
-            bounds = np.sort(bounds)[-count:]
-        return float(bounds.mean())
+        return aggregate(self.lower_bounds(candidate.designs), self.top_only, self.settings.top_designs)
+
+    def _draws(self, candidate: Candidate) -> np.ndarray:
+        return bootstrap(self.lower_bounds(candidate.designs), self.top_only, self.settings)
 
 
 class PessimisticTopMetric(PessimisticMetric):
@@ -412,9 +437,66 @@ class ExpectedMaxMetric(SelectionMetric):
         self.vocab_size = data.vocab_size
 
     def _score(self, candidate: Candidate) -> float:
+        return float(self._draws(candidate).mean())
+
+    def _draws(self, candidate: Candidate) -> np.ndarray:
+        """Each member's best design (M,), members widened by the calibrated spread scale."""
         members = self.evaluator(one_hot(candidate.designs, self.vocab_size)).double().numpy()
         mean = members.mean(0)
-        return float((mean + self.scale * (members - mean)).max(1).mean())
+        return (mean + self.scale * (members - mean)).max(1)
+
+
+class GPMaxMetric(SelectionMetric):
+    """E[max_b f(x_b)] over joint posterior samples of a Hamming-kernel Gaussian process fitted on every
+    offline row (standardised labels; the same posterior seed for every trial)."""
+
+    name = "gp-max"
+    summary = "expected best design under a Hamming-kernel Gaussian process on all offline rows"
+
+    def _fit(self, data: SelectionData) -> None:
+        from bib_ray.sweep.gp_evaluator import fit_hamming_gp
+
+        codes, z = data.all_rows()
+        self.gp = fit_hamming_gp(codes, z, data.vocab_size, self.settings.gp_rows, self.settings.calibration,
+                                 self.settings.seed)
+
+    def _score(self, candidate: Candidate) -> float:
+        return float(self._draws(candidate).mean())
+
+    def _draws(self, candidate: Candidate) -> np.ndarray:
+        return self.gp.sample_maxima(candidate.designs, self.settings.draws, self.settings.seed)
+
+
+class GPLowerBoundMetric(GPMaxMetric):
+    """mu - k * sigma per design under the same Gaussian process, averaged over the best ``top_designs``
+    fraction of the designs."""
+
+    name = "gp-lcb"
+    summary = "lower bound mu - k sigma of the Gaussian process, averaged over the best designs"
+
+    def lower_bounds(self, designs: np.ndarray) -> np.ndarray:
+        mean, sd = self.gp.posterior(designs)
+        return (mean - self.settings.pessimism * sd).numpy()
+
+    def _score(self, candidate: Candidate) -> float:
+        return aggregate(self.lower_bounds(candidate.designs), True, self.settings.top_designs)
+
+    def _draws(self, candidate: Candidate) -> np.ndarray:
+        return bootstrap(self.lower_bounds(candidate.designs), True, self.settings)
+
+
+def aggregate(values: np.ndarray, top_only: bool, top_fraction: float) -> float:
+    """Mean of per-design values, or (``top_only``) of the best ``top_fraction`` of them."""
+    if top_only:
+        values = np.sort(values)[-max(1, math.ceil(top_fraction * len(values))):]
+    return float(np.mean(values))
+
+
+def bootstrap(values: np.ndarray, top_only: bool, settings: SelectionSettings) -> np.ndarray:
+    """``aggregate`` over ``settings.draws`` resamples of the designs (the same resamples for every trial
+    with as many designs)."""
+    picks = np.random.default_rng(settings.seed).integers(0, len(values), (settings.draws, len(values)))
+    return np.array([aggregate(values[pick], top_only, settings.top_designs) for pick in picks])
 
 
 class ProxyRankMetric(SelectionMetric):
@@ -501,8 +583,8 @@ def proxy_device(proxy: DesignProxy) -> torch.device:
 
 
 METRICS: dict[str, type[SelectionMetric]] = {metric.name: metric for metric in (
-    HoldoutMetric, AuxMetric, PessimisticMetric, PessimisticTopMetric, ExpectedMaxMetric, ProxyRankMetric,
-    TopRankMetric, AgreementMetric)}
+    HoldoutMetric, AuxMetric, PessimisticMetric, PessimisticTopMetric, ExpectedMaxMetric, GPMaxMetric,
+    GPLowerBoundMetric, ProxyRankMetric, TopRankMetric, AgreementMetric)}
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 DEFAULT_METRIC = "expected-max"
 

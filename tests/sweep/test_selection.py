@@ -43,7 +43,7 @@ def sequence_data(**embeddings) -> SelectionData:
     return SelectionData(VOCAB, x[:400], y[:400], x[400:], y[400:], embeddings)
 
 
-@pytest.mark.parametrize("name", ["pessimistic", "pessimistic-top", "expected-max", "agreement"])
+@pytest.mark.parametrize("name", ["pessimistic", "pessimistic-top", "expected-max", "agreement", "gp-max", "gp-lcb"])
 def test_design_metrics_prefer_designs_the_data_says_are_better(name):
     metric = build_metric(name, FAST).fit(sequence_data())
     good, bad = designs_with(0.8), designs_with(0.1)
@@ -214,6 +214,15 @@ def test_judge_scores_a_perfect_and_an_inverted_metric():
     assert judged.loc["flat", "regret"] == pytest.approx(0.15)  # ties: the mean over the tied configurations
     table = bench.overall(judged.reset_index())
     assert table.set_index("metric").loc["right", "tasks >= median"] == "1/1"
+
+
+def test_rank_ensemble_averages_each_metrics_rank_within_a_task_and_seed():
+    runs = pd.DataFrame({"task": "t", "seed": [0, 0, 0, 1, 1, 1], "a": [1.0, 2.0, 3.0, 5.0, 4.0, 3.0],
+                         "b": [30.0, 10.0, 20.0, 0.1, 0.3, 0.2]})
+    combined = bench.rank_ensemble(runs, ["a", "b"])
+    np.testing.assert_allclose(combined, [(1 / 3 + 1) / 2, (2 / 3 + 1 / 3) / 2, (1 + 2 / 3) / 2,
+                                          (1 + 1 / 3) / 2, (2 / 3 + 1) / 2, (1 / 3 + 2 / 3) / 2])
+    assert len(bench.broad_grid()) == 16 and "K=1" in bench.config_label(bench.broad_grid()[1])
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):

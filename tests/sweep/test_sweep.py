@@ -82,11 +82,15 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm,
     assert table.selection_score.notna().all()
     assert not np.allclose(table.selection_score, table.oracle_p100_reporting_only)  # the metric is not the oracle
     assert best is not None and (best / "designs.csv").is_file() and (best / "proxy" / "proxy.json").is_file()
+    assert table.chosen.sum() == 1 and outcome.choice is not None
+    chosen = table[table.chosen].iloc[0]
+    assert table.design_distance.notna().all()
+    assert table.selection_spread.notna().all() == (metric == "pessimistic")  # top-rank has no draws
     designs = pd.read_csv(best / "designs.csv")
     distance = [sum(a != b for a, b in zip(s, t)) for s, t in zip(designs.sequence, designs.start_sequence)]
-    assert max(distance) <= table.iloc[0]["max_mutations"]  # each trial's own edit limit holds
+    assert max(distance) <= chosen["max_mutations"]  # each trial's own edit limit holds
     best_summary = json.loads((best / "summary.json").read_text())
-    assert best_summary["hyperparameters"]["lr"] == pytest.approx(table.iloc[0]["lr"])
+    assert best_summary["hyperparameters"]["lr"] == pytest.approx(chosen["lr"])
     assert (tmp_path / sweep.name / "sweep_results.csv").is_file()
     with pytest.raises(UserError, match="holds a sweep already"):
         run_sweep(sweep, RaySettings(shards=1), tmp_path)
@@ -104,6 +108,9 @@ class RecordingMetric:
     def score(self, candidate) -> float:
         self.scored.append(np.asarray(candidate.designs))
         return 0.0
+
+    def draws(self, candidate) -> None:
+        return None
 
 
 def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data_dir, monkeypatch):

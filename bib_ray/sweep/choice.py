@@ -1,0 +1,101 @@
+"""Choosing a sweep's trial, and saying how sure the choice is.
+
+The metric's best trial is the candidate. Its *margin* over another trial is the mean of the paired
+differences of their metric draws (``SelectionMetric.draws``: the same evaluator members, posterior seed or
+design resamples for both) in units of those differences' standard deviation. Trials within
+``tie_margin`` (default 1) of the best cannot be told apart from it; when there are several, the rule is:
+
+1. the trial closest to the defaults: fewest swept settings that differ from the sweep's base run;
+2. then the most conservative: the smallest mean Hamming distance from its designs to the nearest
+   training row;
+3. then the metric.
+
+Trials without draws (metrics without a spread) are chosen by the metric alone, and the line says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+TIE_MARGIN = 1.0
+
+
+def paired_margin(best: np.ndarray, other: np.ndarray) -> float:
+    """mean(best - other) / std(best - other) over paired draws; inf when the difference never varies and is
+    positive, 0 when it is always 0."""
+    difference = np.asarray(best, dtype=np.float64) - np.asarray(other, dtype=np.float64)
+    spread = float(difference.std())
+    mean = float(difference.mean())
+    if spread <= 1e-12 * max(1.0, abs(mean)):
+        return float("inf") if mean > 0 else 0.0
+    return mean / spread
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen row (a label of the table), the metric's own best, the margins (label -> margin of the
+    metric's best over that trial), the trials tied with the best, the rule that decided, and one line."""
+
+    chosen: object
+    best: object
+    margins: dict
+    tied: list
+    rule: str
+    line: str
+
+
+def choose_trial(table: pd.DataFrame, metric: str, draws: dict, changed: pd.Series, distance: pd.Series,
+                 tie_margin: float = TIE_MARGIN) -> Choice:
+    """Choose among ``table``'s rows (completed trials with a metric): ``draws`` maps a row label to its
+    metric draws (or None); ``changed``: swept settings that differ from the defaults, per row; ``distance``:
+    mean Hamming distance from the row's designs to the nearest training row."""
+    if table.empty:
+        raise ValueError("no trial to choose from")
+    best = table[metric].idxmax()
+    if any(draws.get(label) is None for label in table.index):
+        return Choice(best, best, {}, [best], "metric", f"{metric} has no spread here: chose its best trial")
+    margins = {label: paired_margin(draws[best], draws[label]) for label in table.index if label != best}
+    tied = [best] + [label for label, margin in margins.items() if margin < tie_margin]
+    runner_up = max(margins, key=lambda label: table.loc[label, metric]) if margins else None
+    spread = float(np.std(draws[best]))
+    if len(tied) == 1:
+        margin = f"{margins[runner_up]:.2f}" if runner_up is not None else "n/a"
+        return Choice(best, best, margins, tied, "metric",
+                      f"{metric} {table.loc[best, metric]:.4g} (spread {spread:.3g}); margin over the runner-up "
+                      f"{margin} sd: told apart from every other trial")
+    order = sorted(tied, key=lambda label: (changed[label], distance[label], -table.loc[label, metric]))
+    chosen = order[0]
+    rule = ("closest to the defaults" if changed[chosen] < changed[best] else
+            "most conservative" if distance[chosen] < distance[best] else "metric")
+    return Choice(chosen, best, margins, tied, rule,
+                  f"the top {len(tied)} trials cannot be told apart ({metric}'s best is within {tie_margin:g} sd "
+                  f"of each; margin over the runner-up {margins[runner_up]:.2f} sd): chose the {rule} of them "
+                  f"({changed[chosen]} setting(s) changed, designs {distance[chosen]:.2f} edits from the data)")
+
+
+def settings_changed(table: pd.DataFrame, names: list[str], defaults: dict) -> pd.Series:
+    """Per row, how many of the swept ``names`` differ from ``defaults`` (the base run's values)."""
+    def differs(value, default) -> bool:
+        if isinstance(value, float) or isinstance(default, float):
+            try:
+                return not np.isclose(float(value), float(default))
+            except (TypeError, ValueError):
+                return True
+        return str(value) != str(default)
+
+    return pd.Series({label: sum(differs(row[name], defaults.get(name)) for name in names)
+                      for label, row in table.iterrows()}, dtype=int)
+
+
+def distance_to_rows(designs: np.ndarray, rows: np.ndarray) -> float:
+    """Mean over designs (B, L) of the Hamming distance to the nearest of ``rows`` (N, L)."""
+    designs, rows = np.asarray(designs), np.asarray(rows)
+    chunk = max(1, 2 ** 24 // max(1, designs.size))  # about 16 MB of comparisons at a time
+    nearest = np.full(len(designs), designs.shape[1])
+    for start in range(0, len(rows), chunk):
+        block = (designs[:, None, :] != rows[None, start:start + chunk, :]).sum(-1).min(1)
+        nearest = np.minimum(nearest, block)
+    return float(nearest.mean())
