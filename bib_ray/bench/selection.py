@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ from bib_ray.sweep.selection import (
     top_rows,
 )
 from bib_ray.specs import parse_seeds
+from bib_ray.sweep.choice import choose_trial, distance_to_rows, settings_changed
 from bib_ray.tasks import Task
 
 TASKS = "tfbind8,tfbind8-r,tfbind10-r,gb1,ehrlich,pab1"
@@ -79,6 +81,27 @@ GRIDS = {"reference": grid, "broad": broad_grid}
 def config_label(config: dict) -> str:
     label = f"{config['backbone']}/{config['method']}/lr={config['lr']:g}/target={config['target']:g}"
     return label + (f"/K={config['max_mutations']}" if "max_mutations" in config else "")
+
+
+SWEPT = ("backbone", "method", "lr", "target", "max_mutations")
+
+
+def with_tie_rule(runs: pd.DataFrame, metric: str, tie_margin: float = 1.0) -> pd.Series:
+    """1.0 for the run the sweep's choice (``bib_ray.sweep.choice.choose_trial``: the metric's best unless
+    others cannot be told apart from it by their paired draws; then the one closest to ``DesignConfig``'s
+    defaults, then the most conservative) takes in each task and seed, else 0.0: a column ``judge`` reads
+    as the metric "METRIC+ties" (its rho columns mean nothing)."""
+    from bib_ray.run.config import DesignConfig
+
+    defaults = DesignConfig().model_dump()
+    picked = pd.Series(0.0, index=runs.index)
+    for _, group in runs.groupby(["task", "seed"]):
+        draws = {label: np.asarray(json.loads(text)) for label, text in group[f"{metric} draws"].items()}
+        names = [name for name in SWEPT if name in group.columns]
+        choice = choose_trial(group, metric, draws, settings_changed(group, names, defaults),
+                              group.design_distance.astype(float), tie_margin)
+        picked[choice.chosen] = 1.0
+    return picked
 
 
 def rank_ensemble(runs: pd.DataFrame, members: list[str]) -> pd.Series:
@@ -128,8 +151,12 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
                                 fitted=fit).seeds[0]
             candidate = Candidate(result.trajectory.final_codes, config["backbone"], fit.proxy, result.aux,
                                   fit.embedder.embed_codes)
+            draws = {name: metric.draws(candidate) for name, metric in metrics.items()}
             row = {"task": task.name, "config": config_label(config), **config, "seed": seed,
                    **{name: metric.score(candidate) for name, metric in metrics.items()},
+                   **{f"{name} draws": json.dumps([round(float(v), 6) for v in values])
+                      for name, values in draws.items() if values is not None},
+                   "design_distance": distance_to_rows(candidate.designs, train.x),
                    "unique_designs": len(np.unique(candidate.designs, axis=0)),
                    "seconds": time.perf_counter() - started, "codes": candidate.designs}
             rows.append(row)
@@ -238,6 +265,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "metric was chosen on) or broad (backbone x method x lr x K)")
     parser.add_argument("--ensemble", default=None, help="comma list of metrics also combined by rank, judged as "
                         "the metric 'rank-ensemble'")
+    parser.add_argument("--tie-rule", action="store_true", help="also judge each metric with draws as a sweep "
+                        "applies it: 'METRIC+ties' (bib_ray.sweep.choice, tie_margin 1)")
     parser.add_argument("--out", default="runs/selection")
     parser.add_argument("--doc", type=Path, help="also write the tables into this markdown file's "
                         "<!-- suite:selection --> block (e.g. docs/selection.md)")
@@ -353,6 +382,11 @@ def run(args: argparse.Namespace, command: str) -> int:
             raise UserError(f"--ensemble {members}: each must be one of --metrics")
         runs["rank-ensemble"] = rank_ensemble(runs, members)
         metric_names = [*metric_names, "rank-ensemble"]
+    if args.tie_rule:
+        ruled = [name for name in metric_names if f"{name} draws" in runs.columns]
+        for name in ruled:
+            runs[f"{name}+ties"] = with_tie_rule(runs, name)
+        metric_names = [*metric_names, *(f"{name}+ties" for name in ruled)]
     return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
 
 

@@ -77,8 +77,14 @@ def choose_trial(table: pd.DataFrame, metric: str, draws: dict, changed: pd.Seri
 
 
 def settings_changed(table: pd.DataFrame, names: list[str], defaults: dict) -> pd.Series:
-    """Per row, how many of the swept ``names`` differ from ``defaults`` (the base run's values)."""
+    """Per row, how many of the swept ``names`` differ from ``defaults`` (the base run's values; a missing
+    value, None or NaN, equals only a missing default)."""
+    def missing(value) -> bool:
+        return value is None or (isinstance(value, float) and np.isnan(value))
+
     def differs(value, default) -> bool:
+        if missing(value) or missing(default):
+            return missing(value) != missing(default)
         if isinstance(value, float) or isinstance(default, float):
             try:
                 return not np.isclose(float(value), float(default))

@@ -4,6 +4,7 @@ no metric reading the oracle, the sweep YAML's metric values, and the selection 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -223,6 +224,15 @@ def test_rank_ensemble_averages_each_metrics_rank_within_a_task_and_seed():
     np.testing.assert_allclose(combined, [(1 / 3 + 1) / 2, (2 / 3 + 1 / 3) / 2, (1 + 2 / 3) / 2,
                                           (1 + 1 / 3) / 2, (2 / 3 + 1) / 2, (1 / 3 + 2 / 3) / 2])
     assert len(bench.broad_grid()) == 16 and "K=1" in bench.config_label(bench.broad_grid()[1])
+
+
+def test_the_tie_rule_column_takes_the_default_configuration_among_indistinguishable_runs():
+    draws = json.dumps([0.1, 0.5, 0.9, 0.3])
+    runs = pd.DataFrame({"task": "t", "seed": 0, "backbone": ["onehot", "tiny", "tiny"],
+                         "method": ["forward", "bib", "bib"], "lr": [0.3, 0.1, 0.1], "target": 10.0,
+                         "m": [2.0, 1.9, -5.0], "m draws": [draws, draws, json.dumps([-5.0, -5.1, -4.9, -5.0])],
+                         "design_distance": [1.0, 2.0, 0.5]})
+    np.testing.assert_array_equal(bench.with_tie_rule(runs, "m"), [0.0, 1.0, 0.0])
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
