@@ -86,11 +86,11 @@ def config_label(config: dict) -> str:
 SWEPT = ("backbone", "method", "lr", "target", "max_mutations")
 
 
-def with_tie_rule(runs: pd.DataFrame, metric: str, tie_margin: float = 1.0) -> pd.Series:
-    """1.0 for the run the sweep's choice (``bib_ray.sweep.choice.choose_trial``: the metric's best unless
-    others cannot be told apart from it by their paired draws; then the one closest to ``DesignConfig``'s
-    defaults, then the most conservative) takes in each task and seed, else 0.0: a column ``judge`` reads
-    as the metric "METRIC+ties" (its rho columns mean nothing)."""
+def with_tie_rule(runs: pd.DataFrame, metric: str, tie_break: str, tie_margin: float = 1.0) -> pd.Series:
+    """1.0 for the run a sweep with ``tie_break`` takes in each task and seed (``bib_ray.sweep.choice``: the
+    metric's best unless others cannot be told apart from it by their paired draws; then by ``tie_break``,
+    the defaults being ``DesignConfig``'s), else 0.0: a column ``judge`` reads as the metric
+    "METRIC+TIE_BREAK" (its rho columns mean nothing)."""
     from bib_ray.run.config import DesignConfig
 
     defaults = DesignConfig().model_dump()
@@ -99,7 +99,7 @@ def with_tie_rule(runs: pd.DataFrame, metric: str, tie_margin: float = 1.0) -> p
         draws = {label: np.asarray(json.loads(text)) for label, text in group[f"{metric} draws"].items()}
         names = [name for name in SWEPT if name in group.columns]
         choice = choose_trial(group, metric, draws, settings_changed(group, names, defaults),
-                              group.design_distance.astype(float), tie_margin)
+                              group.design_distance.astype(float), tie_margin, tie_break)
         picked[choice.chosen] = 1.0
     return picked
 
@@ -265,8 +265,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "metric was chosen on) or broad (backbone x method x lr x K)")
     parser.add_argument("--ensemble", default=None, help="comma list of metrics also combined by rank, judged as "
                         "the metric 'rank-ensemble'")
-    parser.add_argument("--tie-rule", action="store_true", help="also judge each metric with draws as a sweep "
-                        "applies it: 'METRIC+ties' (bib_ray.sweep.choice, tie_margin 1)")
+    parser.add_argument("--tie-break", action="append", choices=["defaults", "conservative"], default=[],
+                        help="also judge each metric with draws as a sweep with this tie_break applies it: "
+                        "'METRIC+TIE_BREAK' (bib_ray.sweep.choice); repeatable")
+    parser.add_argument("--tie-margin", type=float, default=1.0, help="the sweep's tie_margin for --tie-break")
     parser.add_argument("--out", default="runs/selection")
     parser.add_argument("--doc", type=Path, help="also write the tables into this markdown file's "
                         "<!-- suite:selection --> block (e.g. docs/selection.md)")
@@ -343,6 +345,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     if args.rescore:
         runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction)
         runs.to_csv(out / "selection_runs.csv", index=False)
+        runs, metric_names = derived_metrics(runs, metric_names, args)
         return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
     frames, designs_kept = [], {}
     if args.resume and (out / "selection_runs.csv").exists():
@@ -376,18 +379,26 @@ def run(args: argparse.Namespace, command: str) -> int:
         for spec in todo:
             keep(run_task(spec, **arguments))
     runs = pd.concat(frames, ignore_index=True)
+    runs, metric_names = derived_metrics(runs, metric_names, args)
+    return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
+
+
+def derived_metrics(runs: pd.DataFrame, metric_names: list[str], args: argparse.Namespace
+                    ) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with the columns of ``--ensemble`` (rank-ensemble) and ``--tie-break`` (METRIC+TIE_BREAK),
+    and the metric names to judge."""
     if args.ensemble:
         members = [m.strip() for m in args.ensemble.split(",") if m.strip()]
         if not set(members) <= set(metric_names):
             raise UserError(f"--ensemble {members}: each must be one of --metrics")
         runs["rank-ensemble"] = rank_ensemble(runs, members)
         metric_names = [*metric_names, "rank-ensemble"]
-    if args.tie_rule:
-        ruled = [name for name in metric_names if f"{name} draws" in runs.columns]
+    ruled = [name for name in metric_names if f"{name} draws" in runs.columns]
+    for tie_break in args.tie_break:
         for name in ruled:
-            runs[f"{name}+ties"] = with_tie_rule(runs, name)
-        metric_names = [*metric_names, *(f"{name}+ties" for name in ruled)]
-    return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
+            runs[f"{name}+{tie_break}"] = with_tie_rule(runs, name, tie_break, args.tie_margin)
+        metric_names = [*metric_names, *(f"{name}+{tie_break}" for name in ruled)]
+    return runs, metric_names
 
 
 def write_report(runs: pd.DataFrame, metric_names: list[str], out: Path, doc: Path | None, command: str,

@@ -3,13 +3,18 @@
 The metric's best trial is the candidate. Its *margin* over another trial is the mean of the paired
 differences of their metric draws (``SelectionMetric.draws``: the same evaluator members, posterior seed or
 design resamples for both) in units of those differences' standard deviation. Trials within
-``tie_margin`` (default 1) of the best cannot be told apart from it; when there are several, the rule is:
+``tie_margin`` (default 1) of the best cannot be told apart from it, and the sweep says so. Which of the
+tied trials it takes is ``tie_break``:
 
-1. the trial closest to the defaults: fewest swept settings that differ from the sweep's base run;
-2. then the most conservative: the smallest mean Hamming distance from its designs to the nearest
-   training row;
-3. then the metric.
+- ``metric`` (default): the metric's best all the same;
+- ``defaults``: the trial closest to the defaults (fewest swept settings that differ from the sweep's
+  base run), then the most conservative, then the metric;
+- ``conservative``: the smallest mean Hamming distance from its designs to the nearest training row,
+  then the metric.
 
+The default is measured: on the selection benchmark's tuning split (reference grid, seeds 0-2) acting
+on ties raised ``expected-max``'s mean regret from 0.029 to 0.047 (``defaults``, margin 0.5) or 0.090
+(``defaults``, margin 1) and 0.093 (``conservative``, margin 1); docs/selection.md.
 Trials without draws (metrics without a spread) are chosen by the metric alone, and the line says so.
 """
 
@@ -21,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 TIE_MARGIN = 1.0
+TIE_BREAKS = ("metric", "defaults", "conservative")
 
 
 def paired_margin(best: np.ndarray, other: np.ndarray) -> float:
@@ -48,10 +54,13 @@ class Choice:
 
 
 def choose_trial(table: pd.DataFrame, metric: str, draws: dict, changed: pd.Series, distance: pd.Series,
-                 tie_margin: float = TIE_MARGIN) -> Choice:
+                 tie_margin: float = TIE_MARGIN, tie_break: str = "metric") -> Choice:
     """Choose among ``table``'s rows (completed trials with a metric): ``draws`` maps a row label to its
     metric draws (or None); ``changed``: swept settings that differ from the defaults, per row; ``distance``:
-    mean Hamming distance from the row's designs to the nearest training row."""
+    mean Hamming distance from the row's designs to the nearest training row; ``tie_break`` one of
+    ``TIE_BREAKS``."""
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
     if table.empty:
         raise ValueError("no trial to choose from")
     best = table[metric].idxmax()
@@ -66,14 +75,20 @@ def choose_trial(table: pd.DataFrame, metric: str, draws: dict, changed: pd.Seri
         return Choice(best, best, margins, tied, "metric",
                       f"{metric} {table.loc[best, metric]:.4g} (spread {spread:.3g}); margin over the runner-up "
                       f"{margin} sd: told apart from every other trial")
-    order = sorted(tied, key=lambda label: (changed[label], distance[label], -table.loc[label, metric]))
-    chosen = order[0]
+    keys = {"metric": lambda label: (-table.loc[label, metric],),
+            "defaults": lambda label: (changed[label], distance[label], -table.loc[label, metric]),
+            "conservative": lambda label: (distance[label], -table.loc[label, metric])}[tie_break]
+    chosen = min(tied, key=keys)
     rule = ("closest to the defaults" if changed[chosen] < changed[best] else
-            "most conservative" if distance[chosen] < distance[best] else "metric")
+            "most conservative" if distance[chosen] < distance[best] else "metric's best")
+    said = (f"the top {len(tied)} trials cannot be told apart ({metric}'s best is within {tie_margin:g} sd of "
+            f"each; margin over the runner-up {margins[runner_up]:.2f} sd): ")
+    if tie_break == "metric":
+        return Choice(chosen, best, margins, tied, rule, said + "kept the metric's best (tie_break: metric); "
+                      "the tied trials are marked in the table: rerun them with more seeds before trusting one")
     return Choice(chosen, best, margins, tied, rule,
-                  f"the top {len(tied)} trials cannot be told apart ({metric}'s best is within {tie_margin:g} sd "
-                  f"of each; margin over the runner-up {margins[runner_up]:.2f} sd): chose the {rule} of them "
-                  f"({changed[chosen]} setting(s) changed, designs {distance[chosen]:.2f} edits from the data)")
+                  said + f"chose the {rule} of them (tie_break: {tie_break}; {changed[chosen]} setting(s) "
+                  f"changed, designs {distance[chosen]:.2f} edits from the data)")
 
 
 def settings_changed(table: pd.DataFrame, names: list[str], defaults: dict) -> pd.Series:

@@ -13,6 +13,7 @@
     resources: {cpu: 1, gpu: 0}
     trial_retries: 3         # a failed trial (e.g. its node lost) runs again, from its last checkpoint if any
     tie_margin: 1.0          # trials within this many sd of the metric's best cannot be told apart from it
+    tie_break: metric        # which tied trial goes to best/: metric (its best), defaults or conservative
 """
 
 from __future__ import annotations
@@ -109,9 +110,11 @@ class SweepConfig(BaseModel):
     trial_retries: int = Field(3, ge=0, description="times a failed trial (e.g. its node was lost) is run again, "
                                "from its last checkpoint where it has one (Tune's FailureConfig.max_failures)")
     tie_margin: float = Field(1.0, ge=0, description="trials whose paired metric draws put the best within this "
-                              "many standard deviations of them cannot be told apart from it; among those the "
-                              "sweep takes the one closest to the defaults, then the most conservative "
-                              "(bib_ray.sweep.choice)")
+                              "many standard deviations of them cannot be told apart from it (said in the "
+                              "table and the printout; bib_ray.sweep.choice)")
+    tie_break: Literal["metric", "defaults", "conservative"] = Field(
+        "metric", description="which of the tied trials the sweep takes: the metric's best (measured best on "
+        "the selection benchmark), the one closest to the defaults, or the most conservative")
 
     @field_validator("metric")
     @classmethod

@@ -248,7 +248,8 @@ def choose(table: pd.DataFrame, grid, sweep: SweepConfig) -> Choice | None:
     draws = {label: trial_draws(grid[label].metrics or {}) for label in done.index}
     defaults = sweep.base_config().model_dump()
     changed = settings_changed(done, list(sweep.space), defaults)
-    choice = choose_trial(done, METRIC, draws, changed, done.design_distance.astype(float), sweep.tie_margin)
+    choice = choose_trial(done, METRIC, draws, changed, done.design_distance.astype(float), sweep.tie_margin,
+                          sweep.tie_break)
     for label, margin in choice.margins.items():
         table.loc[label, "margin_sd"] = margin
     table.loc[choice.tied, "tied"] = True

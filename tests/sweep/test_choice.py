@@ -20,10 +20,16 @@ def trials(scores, changed, distance):
 def test_identical_trials_cannot_be_told_apart_and_the_rule_takes_the_one_closest_to_the_defaults():
     draws = np.random.default_rng(0).normal(size=64)
     table, changed, distance = trials([1.0, 1.0, 1.0], [2, 0, 1], [1.0, 3.0, 0.5])
-    choice = choose_trial(table, "selection_score", {i: draws.copy() for i in table.index}, changed, distance)
+    identical = {i: draws.copy() for i in table.index}
+    choice = choose_trial(table, "selection_score", identical, changed, distance, tie_break="defaults")
     assert sorted(choice.tied) == [0, 1, 2]
     assert choice.chosen == 1 and choice.rule == "closest to the defaults"
     assert "cannot be told apart" in choice.line
+    kept = choose_trial(table, "selection_score", identical, changed, distance)  # tie_break: metric
+    assert kept.chosen == kept.best == 0 and sorted(kept.tied) == [0, 1, 2]
+    assert "cannot be told apart" in kept.line and "kept the metric's best" in kept.line
+    with pytest.raises(ValueError, match="tie_break"):
+        choose_trial(table, "selection_score", identical, changed, distance, tie_break="newest")
 
 
 def test_ties_at_equal_distance_from_the_defaults_go_to_the_most_conservative_trial():
@@ -31,9 +37,10 @@ def test_ties_at_equal_distance_from_the_defaults_go_to_the_most_conservative_tr
     base = rng.normal(size=64)
     draws = {0: base + 0.002, 1: base + 0.01 * rng.normal(size=64), 2: base - 5.0}
     table, changed, distance = trials([1.01, 1.0, -4.0], [1, 1, 0], [2.0, 0.5, 0.0])
-    choice = choose_trial(table, "selection_score", draws, changed, distance)
+    choice = choose_trial(table, "selection_score", draws, changed, distance, tie_break="defaults")
     assert 2 not in choice.tied, "a trial the draws separate is not tied"
     assert choice.chosen == 1 and choice.rule == "most conservative"
+    assert choose_trial(table, "selection_score", draws, changed, distance, tie_break="conservative").chosen == 1
 
 
 def test_a_clear_winner_is_the_metrics_best():

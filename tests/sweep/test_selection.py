@@ -232,7 +232,8 @@ def test_the_tie_rule_column_takes_the_default_configuration_among_indistinguish
                          "method": ["forward", "bib", "bib"], "lr": [0.3, 0.1, 0.1], "target": 10.0,
                          "m": [2.0, 1.9, -5.0], "m draws": [draws, draws, json.dumps([-5.0, -5.1, -4.9, -5.0])],
                          "design_distance": [1.0, 2.0, 0.5]})
-    np.testing.assert_array_equal(bench.with_tie_rule(runs, "m"), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(bench.with_tie_rule(runs, "m", "defaults"), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(bench.with_tie_rule(runs, "m", "conservative"), [1.0, 0.0, 0.0])
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
