@@ -377,7 +377,10 @@ def test_serve_command_scores_and_stops_cleanly_under_load(artifact, tmp_path, s
     assert lines == [f"bib-ray serve: {signame} received: taking no new requests, finishing those in flight "
                      f"(at most {drain_s} s)", "bib-ray serve: stopped"], err[-3000:]
     assert 200 in in_flight and set(in_flight) <= {200, "503+Retry-After"}, f"unanswered at the signal: {in_flight}"
-    assert later <= {200, "503+Retry-After", "ConnectionError"}, later  # a few get in before the replicas see it
+    # sent after the signal: answered (a few get in before the replicas see it), refused with 503, refused at
+    # the closed port, or cut off while the HTTP proxy stops (ChunkedEncodingError); never a wrong answer,
+    # and ProxyClient retries each of these refusals
+    assert later <= {200, "503+Retry-After", "ConnectionError", "ChunkedEncodingError"}, later
     assert exited <= drain_s + 5, f"{exited:.1f} s from {signame} to exit"
     assert not left, f"Ray processes left: {left}"
 
