@@ -51,8 +51,9 @@ from bib_ray.sweep.selection import (
     top_rows,
 )
 from bib_ray.specs import parse_seeds
-from bib_ray.sweep.choice import choose_trial, distance_to_rows, settings_changed
+from bib_ray.sweep.choice import choose_trial, settings_changed
 from bib_ray.tasks import Task
+from bib_ray.tasks.evaluation import nearest_hamming
 
 TASKS = "tfbind8,tfbind8-r,tfbind10-r,gb1,ehrlich,pab1"
 QUICK_TASKS = "tfbind8-r,ehrlich"
@@ -156,7 +157,7 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
                    **{name: metric.score(candidate) for name, metric in metrics.items()},
                    **{f"{name} draws": json.dumps([round(float(v), 6) for v in values])
                       for name, values in draws.items() if values is not None},
-                   "design_distance": distance_to_rows(candidate.designs, train.x),
+                   "design_distance": float(nearest_hamming(candidate.designs, train.x).mean()),
                    "unique_designs": len(np.unique(candidate.designs, axis=0)),
                    "seconds": time.perf_counter() - started, "codes": candidate.designs}
             rows.append(row)

@@ -109,14 +109,3 @@ def settings_changed(table: pd.DataFrame, names: list[str], defaults: dict) -> p
 
     return pd.Series({label: sum(differs(row[name], defaults.get(name)) for name in names)
                       for label, row in table.iterrows()}, dtype=int)
-
-
-def distance_to_rows(designs: np.ndarray, rows: np.ndarray) -> float:
-    """Mean over designs (B, L) of the Hamming distance to the nearest of ``rows`` (N, L)."""
-    designs, rows = np.asarray(designs), np.asarray(rows)
-    chunk = max(1, 2 ** 24 // max(1, designs.size))  # about 16 MB of comparisons at a time
-    nearest = np.full(len(designs), designs.shape[1])
-    for start in range(0, len(rows), chunk):
-        block = (designs[:, None, :] != rows[None, start:start + chunk, :]).sum(-1).min(1)
-        nearest = np.minimum(nearest, block)
-    return float(nearest.mean())

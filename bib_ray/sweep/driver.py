@@ -40,11 +40,12 @@ from bib_ray.distributed.settings import RaySettings
 from bib_ray.distributed.shards import ShardPool
 from bib_ray.errors import UserError
 from bib_ray.run.config import DesignConfig
-from bib_ray.sweep.choice import Choice, choose_trial, distance_to_rows, settings_changed
+from bib_ray.sweep.choice import Choice, choose_trial, settings_changed
 from bib_ray.sweep.config import Distribution, SweepConfig
 from bib_ray.sweep.selection import (METRICS, Candidate, RowEmbeddings, SelectionMetric, fit_metrics, needs_split,
                                      split_offline, top_rows)
 from bib_ray.tasks import Task
+from bib_ray.tasks.evaluation import nearest_hamming
 
 METRIC = "selection_score"
 DRAWS = "selection_draws_json"  # the metric's paired draws of a trial's final designs (bib_ray.sweep.choice)
@@ -148,7 +149,7 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     final = result.trajectory.final_codes
     draws = metric.draws(Candidate(final, config.backbone, fitted.proxy, aux, embedder.embed_codes))
     metrics = {METRIC: score(final), "step": config.resolved_steps,
-               "design_distance": distance_to_rows(final, train_task.x),
+               "design_distance": float(nearest_hamming(final, train_task.x).mean()),
                DRAWS: json.dumps(None if draws is None else [round(float(v), 6) for v in draws])}
     if result.oracle_summary is not None:
         metrics.update(oracle_p100_reporting_only=result.oracle_summary["p100"],

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bib_ray.sweep.choice import choose_trial, distance_to_rows, paired_margin, settings_changed
+from bib_ray.sweep.choice import choose_trial, paired_margin, settings_changed
 from bib_ray.sweep.gp_evaluator import fit_hamming_gp
 from bib_ray.sweep.selection import METRICS, Candidate, SelectionData, SelectionSettings
+from bib_ray.tasks.evaluation import nearest_hamming
 
 
 def trials(scores, changed, distance):
@@ -63,7 +64,7 @@ def test_margins_settings_changed_and_distances():
     table = pd.DataFrame({"lr": [0.1, 0.03], "method": ["bib", "forward"]})
     assert settings_changed(table, ["lr", "method"], {"lr": 0.1, "method": "bib"}).tolist() == [0, 2]
     rows = np.array([[0, 0, 0, 0], [1, 1, 1, 1]])
-    assert distance_to_rows(np.array([[0, 0, 0, 1], [1, 1, 0, 0]]), rows) == pytest.approx(1.5)
+    assert nearest_hamming(np.array([[0, 0, 0, 1], [1, 1, 0, 0]]), rows).mean() == pytest.approx(1.5)
 
 
 def test_gp_uncertainty_grows_with_the_distance_from_the_data():
