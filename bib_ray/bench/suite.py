@@ -43,6 +43,10 @@ LM_METHODS = ",".join(m for m in METHODS if m != "bdi")  # bdi needs no LM: the 
 PRESET_DEFAULTS = dict(seeds="0-4", steps=None, designs=128,  # steps None: the reference T of each task
                        kernel_rows=5000, observed_letters_only=False, batch=None)
 PRESETS = {  # each names its tasks, backbones and methods; PRESET_DEFAULTS fill in the rest
+    # the measurement behind the default backbone (docs/backbones.md): bib on every backbone, every task
+    "default-choice": dict(tasks=f"tfbind8,tfbind8-r,tfbind10-r,gb1,pab1,e4b,avgfp,{EHRLICH_SETTINGS}",
+                           backbones="tiny,onehot,ntk", methods="bib"),
+    "default-choice-unirep": dict(tasks="gb1,pab1,e4b,ehrlich", backbones="unirep-256", methods="bib"),
     "smoke": dict(tasks="tfbind8,pab1", backbones="tiny", methods=ALL_METHODS, seeds="0", steps=5, designs=8,
                   kernel_rows=300),
     "dna": dict(tasks="tfbind8,tfbind8-r,tfbind10-r", backbones="tiny,onehot", methods=ALL_METHODS),

@@ -6,8 +6,10 @@ ensemble, run every seed's trajectory batches (or evolutions) and score the desi
 holds no LM. Same results as the single-process run for the same config and seeds: the driver
 draws every trajectory's initial logits and decodes the designs, the shards only compute.
 
-A run on the NTK proxy (backbone ``ntk``, method ``bdi`` among others) has no LM to shard: its
-kernel is an M x M solve on one-hot rows, so the whole run is one Ray task in one process.
+A run on the NTK proxy (backbone ``ntk``; method ``bdi`` among others) uses the same shards with
+one-hot features for an LM: they embed the offline rows, compute the kernel's M x M matrix in row
+blocks (``ShardPool.kernel_gram``), and run the trajectories, each step's design-side kernel
+K(h, X) on the shard that holds the batch; the driver solves for the dual weights once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch
 
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings, aux_training_rows
 from bib_ray.core.evolution import EvolutionProblem, EvolutionResult, EvolutionSettings
+from bib_ray.core.ntk import ReluNTK
+from bib_ray.core.ntk_proxy import kernel_rows
 from bib_ray.core.optimizer import OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.distributed.runtime import connect
@@ -29,7 +33,7 @@ from bib_ray.distributed.shards import ShardPool, ShardResources, default_shard_
 from bib_ray.proxy.fitting import FittedProxy, ProxySettings
 from bib_ray.run.config import DesignConfig
 from bib_ray.run.engine import run_design
-from bib_ray.run.executor import LocalExecutor, StepHook
+from bib_ray.run.executor import StepHook
 from bib_ray.run.results import DesignRun
 from bib_ray.tasks import Task
 
@@ -54,18 +58,27 @@ def trajectory_batch_for(designs: int, seeds: int, batch: int, shards: int) -> i
 
 
 def fit_proxy_on_shards(task: Task, settings: ProxySettings, pool: ShardPool) -> FittedProxy:
-    """Embed the offline set on the shards of ``pool``, reduce their statistics and solve the linear-head
-    proxy on the driver (CPU)."""
-    if settings.uses_ntk_proxy:
-        raise ValueError("the NTK proxy embeds no LM rows to shard: run it in one process (LocalExecutor)")
+    """Embed the offline set on the shards of ``pool`` (an LM, or one-hot features for the NTK proxy) and
+    reduce their statistics; the linear head is solved on the driver (CPU) from them, the NTK proxy from
+    the kernel matrix of its ``ntk_rows`` rows, computed in row blocks on the shards."""
     started = time.perf_counter()
     aux_rows = aux_training_rows(len(task.y), settings.aux_max_rows)
-    statistics, aux_phi = pool.embed_statistics(task.x, task.y, aux_rows)
+    rows = kernel_rows(len(task.y), settings.ntk_rows) if settings.uses_ntk_proxy else np.zeros(0, dtype=np.int64)
+    kept = np.union1d(aux_rows, rows)
+    statistics, kept_phi = pool.embed_statistics(task.x, task.y, kept)
+    aux_phi = kept_phi[np.searchsorted(kept, aux_rows)]
     seconds = time.perf_counter() - started
-    return FittedProxy.linear_head(task, pool.lm_identity(task), statistics, aux_rows, aux_phi, settings.beta_scale,
-                                   timings={"embed_offline_s": seconds,
-                                            "embed_rows_per_s": len(task.y) / max(seconds, 1e-9),
-                                            "shards": len(pool.actors)})
+    timings = {"embed_offline_s": seconds, "embed_rows_per_s": len(task.y) / max(seconds, 1e-9),
+               "shards": len(pool.actors)}
+    if not settings.uses_ntk_proxy:
+        return FittedProxy.linear_head(task, pool.lm_identity(task), statistics, aux_rows, aux_phi,
+                                       settings.beta_scale, timings=timings)
+    phi = kept_phi[np.searchsorted(kept, rows)]
+    started = time.perf_counter()
+    gram = pool.kernel_gram(ReluNTK(), phi)
+    timings["kernel_on_shards_s"] = time.perf_counter() - started
+    return FittedProxy.ntk(task, pool.lm_identity(task), statistics, rows, phi, aux_rows, aux_phi,
+                           settings.beta_scale, gram=gram, timings=timings)
 
 
 class ShardExecutor:
@@ -91,8 +104,8 @@ class ShardExecutor:
 
     def fit(self, task: Task, settings: ProxySettings) -> FittedProxy:
         if self.pool is None:
-            self.pool = ShardPool(settings.backbone, task, self.resources, settings.embed_batch_size, settings.dtype,
-                                  self.progress)
+            self.pool = ShardPool(settings.feature_backbone, task, self.resources, settings.embed_batch_size,
+                                  settings.feature_dtype, self.progress)
         return fit_proxy_on_shards(task, settings, self.pool)
 
     def train_aux(self, fitted: FittedProxy, settings: AuxiliarySettings,
@@ -125,7 +138,9 @@ class ShardExecutor:
 
 
 def add_rows(fitted: FittedProxy, pool: ShardPool, codes: np.ndarray, y: np.ndarray) -> FittedProxy:
-    """The proxy refitted with extra offline rows; only the new rows are embedded."""
+    """The linear-head proxy refitted with extra offline rows; only the new rows are embedded."""
+    if not isinstance(fitted.proxy, BidirectionalProxy):
+        raise ValueError("only the linear-head proxy grows by its statistics; refit the NTK proxy")
     statistics, _ = pool.embed_statistics(codes, np.asarray(y, dtype=np.float64), np.zeros(0, dtype=np.int64))
     grown = dataclasses.replace(fitted.task, x=np.concatenate([fitted.task.x, codes]),
                                 y=np.concatenate([fitted.task.y, y]))
@@ -134,30 +149,18 @@ def add_rows(fitted: FittedProxy, pool: ShardPool, codes: np.ndarray, y: np.ndar
     return dataclasses.replace(fitted, task=grown, statistics=merged, proxy=proxy, timings=dict(fitted.timings))
 
 
-def run_design_in_process(config: DesignConfig, task: Task) -> DesignRun:
-    """The whole run in this process (a Ray task's body for the NTK proxy)."""
-    return run_design(config, task, LocalExecutor())
-
-
 def run_design_on_ray(config: DesignConfig, settings: RaySettings, progress: bool = False,
                       task: Task | None = None) -> DesignRun:
-    """The whole design run with the LM work on Ray shard actors; on the NTK proxy (no LM), the run in
-    one Ray task of ``settings.cpus_per_shard`` CPUs and no GPU. The task is loaded here, on the driver
-    (unless given), and shipped: workers need no data files."""
+    """The whole design run with the LM (or, for the NTK proxy, the kernel) work on Ray shard actors. The task
+    is loaded here, on the driver (unless given), and shipped: workers need no data files."""
     started = time.perf_counter()
     task = task if task is not None else config.load_task()
     config = config.resolved_for(task.alphabet)
     where = connect(settings.address)
-    if config.uses_ntk_proxy:
-        import ray
-
-        run = ray.get(ray.remote(num_cpus=settings.cpus_per_shard, num_gpus=0, max_retries=settings.max_restarts)(
-            run_design_in_process).remote(config, task))
-    else:
-        with ShardExecutor(shard_resources(settings), progress) as executor:
-            run = run_design(config, task, executor)
-            run.fitted.timings["shard_busy_s_by_node"] = executor.pool.busy_by_node()
-        run.fitted.timings["driver_cpu_s"] = round(time.process_time(), 2)
+    with ShardExecutor(shard_resources(settings), progress) as executor:
+        run = run_design(config, task, executor)
+        run.fitted.timings["shard_busy_s_by_node"] = executor.pool.busy_by_node()
+    run.fitted.timings["driver_cpu_s"] = round(time.process_time(), 2)
     run.fitted.timings["ray"] = where
     run.total_s = time.perf_counter() - started
     return run

@@ -10,6 +10,9 @@ shard accounts for and embeds those again, so the result does not depend on fail
 Designing: the same actors train the seeds' auxiliary ensembles, run batches of design
 trajectories of all seeds together, and score the final designs; the driver holds no LM.
 
+The NTK proxy: shards hold one-hot "LMs"; besides embedding they compute the kernel matrix of its
+rows in row blocks (``kernel_gram``), which the driver assembles and solves.
+
 Placement: the shards are one placement group (one bundle per shard, spread over nodes) that
 must be ready within ``ShardResources.placement_timeout_s``; the request is also handed to the
 autoscaler, so a ``ray up`` cluster scales to the shards asked for.
@@ -26,6 +29,7 @@ import torch
 from bib_ray.backbones import BackboneSpec
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble, AuxiliarySettings
 from bib_ray.core.evolution import EvolutionProblem, EvolutionResult, EvolutionSettings, evolve
+from bib_ray.core.ntk import ReluNTK
 from bib_ray.core.optimizer import BIBOptimiser, OptimiserSettings, TrajectoryResult
 from bib_ray.core.proxy import DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
@@ -75,6 +79,13 @@ class ProxyShard:
         taken = (self._sum, self._chunks)
         self._sum, self._chunks = None, []
         return taken
+
+    def kernel_block(self, kernel: ReluNTK, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """kernel(rows, columns) in float64 on this replica's device, returned on the CPU: one row block of
+        the NTK proxy's kernel matrix."""
+        device = self.embedder.device
+        block = kernel(rows.to(device, torch.float64), columns.to(device, torch.float64))
+        return block.cpu()
 
     def lm_identity(self, probe: np.ndarray) -> LMIdentity:
         """The LM's description, device and embeddings of ``probe``."""
@@ -264,6 +275,19 @@ class ShardPool:
         self.rows_embedded += len(y)
         phi = torch.cat([kept[i] for i in range(len(ranges))]) if ranges else torch.zeros(0)
         return statistics, phi
+
+    def kernel_gram(self, kernel: ReluNTK, x: torch.Tensor) -> torch.Tensor:
+        """kernel(x, x) (M, M), float64 on the CPU, in row blocks spread over the shards (``x`` shipped once)."""
+        import ray
+
+        columns = ray.put(x.to(torch.float64))
+        blocks = row_chunks(len(x), max(1, -(-len(x) // (4 * len(self.actors)))))
+        parts = self.map(lambda actor, block: actor.kernel_block.remote(kernel, x[block[0]:block[1]], columns),
+                         blocks, "kernel rows on shards")
+        gram = torch.empty(len(x), len(x), dtype=torch.float64)
+        for (start, stop), part in zip(blocks, parts):
+            gram[start:stop] = part
+        return gram
 
     def lm_identity(self, task: Task) -> LMIdentity:
         """The LM's identity as one shard reports it."""

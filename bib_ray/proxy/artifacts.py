@@ -1,15 +1,20 @@
 """The fitted-proxy artifact: safetensors for tensors, JSON for everything else (no pickle).
 
 A directory with
-    proxy.json         format version, backbone spec, task identity (alphabet, length, template),
-                       beta settings, label normalisation, aux-ensemble config, embedding fingerprint
-    proxy.safetensors  offline statistics (gram, phi_sum, phi_y, label sums), head weights w,
-                       aux-ensemble state ("aux." prefix), fingerprint embeddings
-Loading rebuilds the backbone from its spec and checks that it reproduces the fingerprint.
+    proxy.json         format version, proxy kind, backbone spec, task identity (alphabet, length,
+                       template), beta settings, label normalisation, aux-ensemble config, embedding
+                       fingerprint; for the NTK proxy its kernel's settings
+    proxy.safetensors  offline statistics (gram, phi_sum, phi_y, label sums), aux-ensemble state
+                       ("aux." prefix), fingerprint embeddings; and the proxy itself: the LM's head
+                       weights w ("head."), or the NTK proxy's kernel rows, standardised labels and
+                       dual weights ("ntk.x", "ntk.y", "ntk.alpha")
+Loading rebuilds the backbone from its spec and checks that it reproduces the fingerprint; the NTK
+proxy is rebuilt from its dual weights (no solve), so it scores as the saved one did.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,7 +28,9 @@ from safetensors.torch import save_file
 from bib_ray.alphabets import encode
 from bib_ray.backbones import build_backbone
 from bib_ray.core.aux_ensemble import AuxiliaryEnsemble
-from bib_ray.core.proxy import BidirectionalProxy
+from bib_ray.core.ntk import ReluNTK
+from bib_ray.core.ntk_proxy import NTKProxy
+from bib_ray.core.proxy import BidirectionalProxy, DesignProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.proxy.embedding import SequenceEmbedder
 from bib_ray.errors import UserError
@@ -34,6 +41,7 @@ ARTIFACT_FORMAT = 1
 JSON_NAME, TENSORS_NAME = "proxy.json", "proxy.safetensors"
 FINGERPRINT_ROWS = 4
 FINGERPRINT_RTOL = 1e-4
+LINEAR_HEAD, NTK = "linear-head", "ntk"  # proxy kinds (proxy.json "proxy"; absent: linear-head)
 
 
 @dataclass(frozen=True)
@@ -64,14 +72,16 @@ def fingerprint_codes(task: Task) -> np.ndarray:
     return task.x[:FINGERPRINT_ROWS]
 
 
-def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, proxy: BidirectionalProxy,
-                        aux: AuxiliaryEnsemble | None, fixed_positions: list[int] | None = None) -> Path:
-    """Write the artifact directory; returns it. ``fixed_positions`` (1-based) records the positions the
-    run's designs kept."""
+def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, statistics: EmbeddingStatistics,
+                        proxy: DesignProxy, aux: AuxiliaryEnsemble | None,
+                        fixed_positions: list[int] | None = None) -> Path:
+    """Write the artifact directory of ``proxy`` (an LM's linear head or the NTK proxy) fitted on offline
+    rows with ``statistics``; returns it. ``fixed_positions`` (1-based) records the positions the run's
+    designs kept."""
     directory.mkdir(parents=True, exist_ok=True)
     probe = fingerprint_codes(task)
-    tensors = {f"stats.{k}": v.contiguous() for k, v in proxy.statistics.to_tensors().items()}
-    tensors["head.weights"] = proxy.weights.detach().cpu().contiguous()
+    tensors = {f"stats.{k}": v.contiguous() for k, v in statistics.to_tensors().items()}
+    tensors.update(proxy_tensors(proxy))
     tensors["fingerprint.phi"] = lm.fingerprint_phi.contiguous()
     if aux is not None:
         tensors.update({f"aux.{k}": v.detach().cpu().contiguous() for k, v in aux.state_dict().items()})
@@ -80,8 +90,10 @@ def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, proxy: Bidi
         "format": ARTIFACT_FORMAT,
         "backbone": lm.description,
         "task": task.identity(),
+        "proxy": NTK if isinstance(proxy, NTKProxy) else LINEAR_HEAD,
+        "kernel": dataclasses.asdict(proxy.kernel) if isinstance(proxy, NTKProxy) else None,
         "beta": proxy.beta, "beta_scale": proxy.beta_scale, "design_beta_scale": proxy.design_beta_scale,
-        "label_mean": proxy.label_mean, "label_std": proxy.label_std, "offline_rows": proxy.count,
+        "label_mean": proxy.label_mean, "label_std": proxy.label_std, "offline_rows": statistics.count,
         "aux": None if aux is None else aux.config(),
         "fingerprint_sequences": task.sequences(probe),
         "fixed_positions": fixed_positions,
@@ -90,13 +102,34 @@ def save_proxy_artifact(directory: Path, task: Task, lm: LMIdentity, proxy: Bidi
     return directory
 
 
+def proxy_tensors(proxy: DesignProxy) -> dict[str, torch.Tensor]:
+    """What an artifact stores of the proxy itself: the head's weights, or the NTK proxy's dual form."""
+    if isinstance(proxy, NTKProxy):
+        if not isinstance(proxy.kernel, ReluNTK):
+            raise ValueError(f"only the ReLU NTK can be saved, not {type(proxy.kernel).__name__}")
+        return {f"ntk.{name}": getattr(proxy, name).detach().cpu().contiguous() for name in ("x", "y", "alpha")}
+    if isinstance(proxy, BidirectionalProxy):
+        return {"head.weights": proxy.weights.detach().cpu().contiguous()}
+    raise ValueError(f"no artifact format for a {type(proxy).__name__}")
+
+
+def proxy_from_tensors(meta: dict, tensors: dict[str, torch.Tensor], statistics: EmbeddingStatistics,
+                       device: str | torch.device) -> DesignProxy:
+    """The proxy ``proxy_tensors`` stored, as its kind in ``meta`` says."""
+    if meta.get("proxy", LINEAR_HEAD) == NTK:
+        return NTKProxy.from_dual(tensors["ntk.x"], tensors["ntk.y"], tensors["ntk.alpha"], meta["label_mean"],
+                                  meta["label_std"], ReluNTK(**meta["kernel"]), meta["beta"], meta["beta_scale"],
+                                  meta["design_beta_scale"], device)
+    return BidirectionalProxy(statistics, meta["beta_scale"], meta["design_beta_scale"], device)
+
+
 @dataclass
 class LoadedProxy:
     """A proxy artifact ready to score sequences."""
 
     meta: dict
     embedder: SequenceEmbedder
-    proxy: BidirectionalProxy
+    proxy: DesignProxy
     aux: AuxiliaryEnsemble | None
     sha256: str
 
@@ -107,6 +140,16 @@ class LoadedProxy:
     @property
     def length(self) -> int:
         return int(self.meta["task"]["length"])
+
+    @property
+    def kind(self) -> str:
+        """``linear-head`` (an LM's head) or ``ntk`` (the NTK proxy on one-hot features)."""
+        return self.meta.get("proxy", LINEAR_HEAD)
+
+    @property
+    def model_id(self) -> str:
+        """What scores: the LM's backbone spec, or ``ntk`` for the NTK proxy."""
+        return NTK if self.kind == NTK else self.meta["backbone"]["spec"]
 
     def score(self, sequences: list[str], batch_size: int = 512) -> dict[str, np.ndarray]:
         """Proxy score, aux mean and aux std (label units) of designed-residue strings."""
@@ -164,12 +207,14 @@ def load_proxy_artifact(location: str | Path | ArtifactFiles, device: str | torc
     backbone = build_backbone(meta["backbone"]["spec"], alphabet, shell.read_length)
     embedder = SequenceEmbedder(backbone, shell, device)
     fingerprint = embedder.embed_codes(encode(meta["fingerprint_sequences"], alphabet))
-    if not torch.allclose(fingerprint, tensors["fingerprint.phi"], rtol=FINGERPRINT_RTOL, atol=FINGERPRINT_RTOL):
+    stored = tensors["fingerprint.phi"]
+    if fingerprint.shape != stored.shape or not torch.allclose(fingerprint, stored, rtol=FINGERPRINT_RTOL,
+                                                               atol=FINGERPRINT_RTOL):
         raise UserError(f"backbone {meta['backbone']['spec']!r} does not reproduce the embeddings stored in "
                         f"{where}: it is not the model the proxy was fitted with")
     statistics = EmbeddingStatistics.from_tensors(
         {k.removeprefix("stats."): v for k, v in tensors.items() if k.startswith("stats.")})
-    proxy = BidirectionalProxy(statistics, meta["beta_scale"], meta["design_beta_scale"], device)
+    proxy = proxy_from_tensors(meta, tensors, statistics, device)
     aux = None
     if meta["aux"] is not None:
         aux_state = {k.removeprefix("aux."): v for k, v in tensors.items() if k.startswith("aux.")}

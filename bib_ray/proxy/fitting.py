@@ -28,13 +28,18 @@ from bib_ray.proxy.embedding import SequenceEmbedder
 from bib_ray.tasks.base import Task
 
 
+# the proxy a run that names no backbone uses: the NTK proxy on one-hot features, chosen by measurement over
+# tiny / onehot / ntk / unirep-256 on the suite's tasks and the main job (docs/backbones.md, "The default")
+DEFAULT_BACKBONE = NTK_BACKBONE
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     """How a proxy is fitted: the LM (``backbone`` spec, weights in ``dtype``, on ``device``), rows per
     LM call, the ridge's ``beta_scale``, the offline rows the aux ensembles train on, and for backbone
     ``ntk`` the rows in the NTK proxy's kernel."""
 
-    backbone: BackboneSpec = BackboneSpec("tiny")
+    backbone: BackboneSpec = BackboneSpec(DEFAULT_BACKBONE)
     beta_scale: float = 1e-6
     device: str = "auto"
     embed_batch_size: int = 512
@@ -85,6 +90,19 @@ class FittedProxy:
         timings = {**(timings or {}), "solve_proxy_s": time.perf_counter() - started}
         return cls(task, embedder, lm, statistics, proxy, aux_rows, aux_phi, timings)
 
+    @classmethod
+    def ntk(cls, task: Task, lm: LMIdentity, statistics: EmbeddingStatistics, rows: np.ndarray, phi: torch.Tensor,
+            aux_rows: np.ndarray, aux_phi: torch.Tensor, beta_scale: float, embedder: SequenceEmbedder | None = None,
+            device: torch.device | str = "cpu", gram: torch.Tensor | None = None,
+            timings: dict | None = None) -> "FittedProxy":
+        """The NTK proxy on the one-hot features ``phi`` of offline ``rows`` (``kernel_rows``), labels
+        standardised by the full set's ``statistics``; ``gram``: their kernel when computed elsewhere."""
+        started = time.perf_counter()
+        proxy = NTKProxy(phi, torch.as_tensor(task.y[rows]), statistics.label_mean, statistics.label_std, None,
+                         beta_scale, device=device, gram=gram)
+        timings = {**(timings or {}), "solve_proxy_s": time.perf_counter() - started, "kernel_rows": len(rows)}
+        return cls(task, embedder, lm, statistics, proxy, aux_rows, aux_phi, timings)
+
     def aux_labels(self) -> torch.Tensor:
         """Standardised labels of the aux training rows."""
         y = torch.as_tensor(self.task.y[self.aux_rows], dtype=torch.float64)
@@ -103,18 +121,16 @@ def fit_proxy(task: Task, settings: ProxySettings, progress: bool = False,
     loaded = time.perf_counter()
     statistics, phi = embedder.statistics(task.x, task.y, settings.embed_batch_size, progress)
     embedded = time.perf_counter()
+    aux_rows = aux_training_rows(len(task.y), settings.aux_max_rows)
+    lm = LMIdentity.of(embedder, task)
+    timings = {"load_backbone_s": loaded - started, "embed_offline_s": embedded - loaded,
+               "embed_rows_per_s": len(task.y) / max(embedded - loaded, 1e-9)}
     if settings.uses_ntk_proxy:
         rows = kernel_rows(len(task.y), settings.ntk_rows)
-        proxy: DesignProxy = NTKProxy(phi[rows], torch.as_tensor(task.y[rows]), statistics.label_mean,
-                                      statistics.label_std, None, settings.beta_scale, device=target)
-    else:
-        proxy = BidirectionalProxy(statistics, beta_scale=settings.beta_scale, device=target)
-    solved = time.perf_counter()
-    aux_rows = aux_training_rows(len(task.y), settings.aux_max_rows)
-    return FittedProxy(task, embedder, LMIdentity.of(embedder, task), statistics, proxy, aux_rows, phi[aux_rows],
-                       timings={"load_backbone_s": loaded - started, "embed_offline_s": embedded - loaded,
-                                "embed_rows_per_s": len(task.y) / max(embedded - loaded, 1e-9),
-                                "solve_proxy_s": solved - embedded})
+        return FittedProxy.ntk(task, lm, statistics, rows, phi[rows], aux_rows, phi[aux_rows], settings.beta_scale,
+                               embedder, target, timings=timings)
+    return FittedProxy.linear_head(task, lm, statistics, aux_rows, phi[aux_rows], settings.beta_scale, embedder,
+                                   target, timings)
 
 
 def fit_aux_ensemble(statistics: EmbeddingStatistics, phi: torch.Tensor, labels: torch.Tensor,
@@ -132,4 +148,4 @@ def fit_and_save_proxy(task: Task, settings: ProxySettings, out: Path, aux_setti
     aux_settings = aux_settings or AuxiliarySettings(max_rows=settings.aux_max_rows)
     fitted = fit_proxy(task, replace(settings, aux_max_rows=aux_settings.max_rows))
     aux, _ = fit_aux_ensemble(fitted.statistics, fitted.aux_phi, fitted.aux_labels(), aux_settings, seed)
-    return save_proxy_artifact(out, task, fitted.lm, fitted.proxy, aux.to(fitted.lm.device))
+    return save_proxy_artifact(out, task, fitted.lm, fitted.statistics, fitted.proxy, aux.to(fitted.lm.device))

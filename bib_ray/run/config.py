@@ -52,9 +52,9 @@ class DesignConfig(BaseModel):
     data_dir: str | None = Field(None, description="directory with task data files (default $BIB_RAY_DATA)")
     alphabet: str | None = Field(None, description="alphabet of a user data file: dna, rna, protein or the "
                                  "letters (default: detected)")
-    backbone: str = Field("tiny", description="LM backbone spec, e.g. tiny, unirep-256, antiberty, hf:PATH (see "
-                          f"`bib-ray backbones`), or {NTK_BACKBONE}: the NTK proxy on one-hot features (implied "
-                          "by method bdi)")
+    backbone: str = Field(str(PROXY.backbone), description=f"{NTK_BACKBONE} (default): the NTK proxy on one-hot "
+                          "features (implied by method bdi); or an LM backbone spec, e.g. unirep-256, antiberty, "
+                          "hf:PATH, tiny (see `bib-ray backbones`), whose embeddings get a closed-form linear head")
     trust_remote_code: bool = Field(False, description="let a Hugging Face backbone run the modelling/tokenizer "
                                     "code its checkpoint ships (HyenaDNA, Nucleotide Transformer v2, ...; adds "
                                     "trust_remote_code=true to the backbone spec)")

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from bib_ray.proxy.artifacts import save_proxy_artifact
-from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.errors import UserError
 from bib_ray.tasks.evaluation import oracle_trace
 from bib_ray.run.results import DesignRun
@@ -106,7 +105,7 @@ def build_summary(run: DesignRun) -> dict:
                  "score_range": task.score_range, "details": task.details},
         "method": config.method_label(),
         "backbone": fitted.lm.description,
-        "lm_id": fitted.lm.spec,
+        "lm_id": config.backbone if config.uses_ntk_proxy else fitted.lm.spec,
         "seeds": config.seeds,
         "hyperparameters": config.model_dump(mode="json"),
         "proxy": {"beta": fitted.proxy.beta, "label_mean": fitted.proxy.label_mean,
@@ -174,7 +173,7 @@ def remove_run_outputs(out: Path) -> None:
 
 def write_run_directory(run: DesignRun, out: Path, home: Path | None = None) -> dict:
     """Write every output of ``run`` under ``out``; returns the summary. The proxy artifact (proxy/)
-    holds an LM's linear head; a run on the NTK proxy (backbone ``ntk``) writes none. ``home``: where
+    holds the run's proxy (an LM's linear head or the NTK proxy) and the first seed's aux ensemble. ``home``: where
     the files will end up, if they are moved there (the artifact's path in the summary names it)."""
     out.mkdir(parents=True, exist_ok=True)
     designs = run.designs
@@ -190,12 +189,9 @@ def write_run_directory(run: DesignRun, out: Path, home: Path | None = None) -> 
                  {r.seed: r.oracle_summary["p100"] for r in run.seeds if r.oracle_summary is not None})
     first = run.seeds[0]
     summary = build_summary(run)
-    if isinstance(run.fitted.proxy, BidirectionalProxy):
-        save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.proxy, first.aux,
-                            fixed_positions=summary["fixed_positions"])
-        summary["artifact"] = {"path": str(((home or out) / "proxy").resolve()), "aux_seed": first.seed}
-    else:
-        summary["artifact"] = None
+    save_proxy_artifact(out / "proxy", run.fitted.task, run.fitted.lm, run.fitted.statistics, run.fitted.proxy,
+                        first.aux, fixed_positions=summary["fixed_positions"])
+    summary["artifact"] = {"path": str(((home or out) / "proxy").resolve()), "aux_seed": first.seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
 

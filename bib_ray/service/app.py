@@ -43,7 +43,8 @@ def sequences_in(items: list[np.ndarray]) -> int:
 @serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=DEFAULT_DEPLOYMENT["max_ongoing_requests"])
 @serve.ingress()
 class ProxyScorer:
-    """One replica: the loaded artifact (LM, closed-form head, aux ensemble) on its device, as a ScoringModel."""
+    """One replica: the loaded artifact (LM or one-hot features, closed-form proxy, aux ensemble) on its device, as
+    a ScoringModel."""
 
     def __init__(self, settings: dict, api_key: str | None, artifact_files: ArtifactFiles) -> None:
         from bib_ray.proxy.artifacts import load_proxy_artifact
@@ -56,7 +57,7 @@ class ProxyScorer:
         self._score_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
         meta = self.loaded.meta
         self.alphabet, self.length = self.loaded.alphabet, self.loaded.length
-        self.identity = ModelIdentity(task=meta["task"]["name"], lm_id=meta["backbone"]["spec"],
+        self.identity = ModelIdentity(task=meta["task"]["name"], lm_id=self.loaded.model_id,
                                       artifact_sha256=self.loaded.sha256)
         self._draining, self._drain_checked = False, float("-inf")
 
@@ -94,7 +95,8 @@ class ProxyScorer:
         return ServiceInfo(task=meta["task"]["name"], alphabet=self.loaded.alphabet, length=self.loaded.length,
                            template=meta["task"].get("template"),
                            design_positions=meta["task"].get("design_positions"),
-                           lm_id=meta["backbone"]["spec"], hidden_size=int(meta["backbone"]["hidden_size"]),
+                           lm_id=self.loaded.model_id, proxy=self.loaded.kind,
+                           hidden_size=int(meta["backbone"]["hidden_size"]),
                            offline_rows=int(meta["offline_rows"]),
                            aux_members=int(aux.get("settings", {}).get("members", 0)),
                            artifact_sha256=self.loaded.sha256,

@@ -16,7 +16,7 @@ class SequenceScore(BaseModel):
 
 class ModelIdentity(BaseModel):
     task: str
-    lm_id: str
+    lm_id: str = Field(description="the LM backbone spec, or ntk for the NTK proxy on one-hot features")
     artifact_sha256: str
 
 
@@ -31,7 +31,9 @@ class ServiceInfo(BaseModel):
     length: int = Field(description="number of designed residues per sequence")
     template: str | None = Field(None, description="full sequence the designed residues are placed into, if any")
     design_positions: list[int] | None = Field(None, description="0-based template positions of the residues")
-    lm_id: str
+    lm_id: str = Field(description="the LM backbone spec, or ntk for the NTK proxy on one-hot features")
+    proxy: str = Field("linear-head", description="linear-head (an LM's closed-form head) or ntk (kernel ridge "
+                       "regression with the NTK)")
     hidden_size: int
     offline_rows: int
     aux_members: int

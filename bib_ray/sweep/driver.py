@@ -11,7 +11,8 @@ The trial copied to ``best/`` is chosen by ``bib_ray.sweep.choice``: the metric'
 trials cannot be told apart from it by the metric's spread (``tie_margin``).
 
 The offline set is embedded once per backbone in the space (on shard actors) and shared with
-every trial through the object store; trials re-solve the proxy for their beta.
+every trial through the object store; trials re-solve the proxy for their beta (backbone ``ntk``:
+the NTK proxy on the kernel rows the pass kept, a solve of at most ``ntk_rows`` rows per trial).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 import torch
 
 from bib_ray.core.aux_ensemble import aux_training_rows
+from bib_ray.core.ntk_proxy import kernel_rows
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.distributed.design import shard_resources
 from bib_ray.distributed.runtime import STOP_SIGNALS, Stopped
@@ -60,28 +62,36 @@ class PreparedBackbone:
     aux_rows: np.ndarray
     aux_phi: torch.Tensor
     rows: RowEmbeddings | None
+    kernel_rows: np.ndarray | None = None  # backbone ntk: the offline rows in the NTK proxy's kernel
+    kernel_phi: torch.Tensor | None = None  # and their one-hot features
 
 
 def swept_backbones(sweep: SweepConfig) -> list[str]:
-    """The backbone specs the trials use, as their configs spell them (``DesignConfig`` canonicalises each
-    and adds the base's options, e.g. trust_remote_code)."""
-    values = sweep.space["backbone"].extreme_values() if "backbone" in sweep.space else [sweep.base_config().backbone]
-    return list(dict.fromkeys(DesignConfig.model_validate({**sweep.base, "backbone": value}).backbone
-                              for value in values))
+    """The backbone specs the trials use, as their configs spell them (``DesignConfig`` canonicalises each,
+    adds the base's options, e.g. trust_remote_code, and makes method ``bdi`` run on ``ntk``)."""
+    choices = [[{name: value} for value in sweep.space[name].extreme_values()] if name in sweep.space else [{}]
+               for name in ("backbone", "method")]
+    return list(dict.fromkeys(DesignConfig.model_validate({**sweep.base, **backbone, **method}).backbone
+                              for backbone in choices[0] for method in choices[1]))
 
 
 def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: RaySettings,
             progress: bool, needs: frozenset[str] = frozenset()) -> dict[str, PreparedBackbone]:
-    """Embed the training rows once per backbone on shard actors, and the held-out rows (``needs``
-    "held") and the training split's top rows (``needs`` "top") for the metric."""
+    """Embed the training rows once per backbone on shard actors (one-hot features for ``ntk``, keeping its
+    kernel's rows), and the held-out rows (``needs`` "held") and the training split's top rows (``needs``
+    "top") for the metric."""
     base = sweep.base_config()
     top = top_rows(train.y, sweep.selection_settings().top_rows) if "top" in needs else None
     prepared = {}
     for backbone in swept_backbones(sweep):
-        pool = ShardPool(backbone, train, shard_resources(settings), base.embed_batch_size, base.dtype, progress)
+        proxy_settings = DesignConfig.model_validate({**sweep.base, "backbone": backbone}).proxy_settings()
+        pool = ShardPool(proxy_settings.feature_backbone, train, shard_resources(settings), base.embed_batch_size,
+                         proxy_settings.feature_dtype, progress)
         try:
             aux_rows = aux_training_rows(len(train.y), base.aux_max_rows)
-            rows_wanted = aux_rows if top is None else np.union1d(aux_rows, top)
+            ntk_rows = kernel_rows(len(train.y), proxy_settings.ntk_rows) if proxy_settings.uses_ntk_proxy else None
+            rows_wanted = np.union1d(aux_rows, np.concatenate([r for r in (top, ntk_rows) if r is not None] or
+                                                              [np.zeros(0, dtype=np.int64)]))
             statistics, phi = pool.embed_statistics(train.x, train.y, rows_wanted)
             rows = None
             if needs:
@@ -91,8 +101,9 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
                 rows = RowEmbeddings(held=held_phi, top=top_phi)
         finally:
             pool.shutdown()
-        aux_phi = phi if top is None else phi[np.searchsorted(rows_wanted, aux_rows)]
-        prepared[backbone] = PreparedBackbone(statistics, aux_rows, aux_phi, rows)
+        prepared[backbone] = PreparedBackbone(
+            statistics, aux_rows, phi[np.searchsorted(rows_wanted, aux_rows)], rows, ntk_rows,
+            None if ntk_rows is None else phi[np.searchsorted(rows_wanted, ntk_rows)])
     return prepared
 
 
@@ -109,7 +120,8 @@ def fit_metric(sweep: SweepConfig, train: Task, holdout: Task | None,
 def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
               prepared: dict[str, PreparedBackbone], metric: SelectionMetric) -> None:
     """One Tune trial: a single-seed design run (``run_design`` in the trial's process, on the proxy
-    solved from the shared embedding pass), reporting ``selection_score`` (the fitted ``metric`` of its
+    solved from the shared embedding pass: the linear head for the trial's beta, or the NTK proxy on the
+    pass's kernel rows), reporting ``selection_score`` (the fitted ``metric`` of its
     designs, decoded as the final decode would) every ``report_every`` steps and at the end."""
     from ray import tune
 
@@ -127,10 +139,17 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     config = DesignConfig.model_validate({**sweep.base, **hyperparameters})
     device = granted_device("auto")  # the GPU Tune granted this trial (resources.gpu), else the CPU
     own = prepared[config.backbone]
-    backbone = build_backbone(config.backbone, train_task.alphabet, train_task.read_length, dtype=config.dtype)
+    proxy_settings = config.proxy_settings()
+    backbone = build_backbone(proxy_settings.feature_backbone, train_task.alphabet, train_task.read_length,
+                              dtype=proxy_settings.feature_dtype)
     embedder = SequenceEmbedder(backbone, train_task, device)
-    fitted = FittedProxy.linear_head(train_task, LMIdentity.of(embedder, train_task), own.statistics, own.aux_rows,
-                                     own.aux_phi, config.beta_scale, embedder, device)
+    lm = LMIdentity.of(embedder, train_task)
+    if own.kernel_rows is not None:
+        fitted = FittedProxy.ntk(train_task, lm, own.statistics, own.kernel_rows, own.kernel_phi, own.aux_rows,
+                                 own.aux_phi, config.beta_scale, embedder, device)
+    else:
+        fitted = FittedProxy.linear_head(train_task, lm, own.statistics, own.aux_rows, own.aux_phi,
+                                         config.beta_scale, embedder, device)
     executor = LocalExecutor(device, reuse_aux=True)  # the ensemble trained here is the run's own
     (aux, _), = executor.train_aux(fitted, config.aux_settings(), config.seeds)
     starts = train_task.starting_designs(config.designs)

@@ -44,7 +44,8 @@ def test_run_directory_contents(tfbind_run):
 def test_summary_reports_scores_and_identity(tfbind_run):
     summary = json.loads((tfbind_run / "summary.json").read_text())
     assert summary["task"]["name"] == "tfbind8-r" and summary["task"]["oracle_kind"] == "exact"
-    assert summary["method"] == "bib+eta" and summary["lm_id"] == "tiny"
+    assert summary["method"] == "bib+eta" and summary["lm_id"] == "ntk"  # the default backbone
+    assert summary["proxy"]["kind"] == "NTKProxy" and summary["timings"]["kernel_on_shards_s"] > 0
     assert summary["seeds"] == [0, 1] and summary["hyperparameters"]["steps"] == 6
     designs = pd.read_csv(tfbind_run / "designs.csv")
     for seed in summary["per_seed"]:

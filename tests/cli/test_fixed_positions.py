@@ -32,7 +32,8 @@ def kept(table: pd.DataFrame) -> bool:
 
 
 def design(user_csv, out, method: str, *extra: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    code = main(["design", "--task", str(user_csv), "--method", method, "--steps", "6", "--designs", "8",
+    backbone = [] if method == "bdi" else ["--backbone", "tiny"]  # tiny: backward moves within 6 steps on it
+    code = main(["design", "--task", str(user_csv), "--method", method, *backbone, "--steps", "6", "--designs", "8",
                  "--aux-epochs", "1", "--batch", "12", "--fixed", FIXED, "--support", "none", "--out", str(out),
                  "--quiet", *extra])
     assert code == 0
@@ -63,7 +64,7 @@ def test_mutable_is_the_complement_of_fixed(user_csv, tmp_path):
     out = tmp_path / "mutable"
     assert main(["design", "--task", str(user_csv), "--steps", "6", "--designs", "8", "--aux-epochs", "1",
                  "--batch", "12", "--mutable", "4-6,8", "--support", "none", "--out", str(out), "--quiet",
-                 "--local"]) == 0
+                 "--local", "--backbone", "tiny"]) == 0
     assert pd.read_csv(out / "designs.csv").sequence.tolist() == designs.sequence.tolist()
 
 

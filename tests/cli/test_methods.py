@@ -67,15 +67,22 @@ def test_every_method_designs_on_a_user_csv_locally(user_csv, tmp_path, method):
     assert summary["method"] == method
     designs = pd.read_csv(tmp_path / method / "designs.csv")
     assert len(designs) >= 1 and designs.sequence.str.fullmatch("[ACGT]{8}").all()
-    expected_proxy = "NTKProxy" if method == "bdi" else "BidirectionalProxy"
-    assert summary["proxy"]["kind"] == expected_proxy
+    assert summary["proxy"]["kind"] == "NTKProxy"  # the default backbone, ntk, and bdi's
     assert (summary["per_seed"][0]["final_gamma_mean"] is None) == (method == "evolution")
 
 
-def test_bib_on_the_ntk_proxy(user_csv, tmp_path):
+def test_bib_on_the_ntk_proxy_writes_an_artifact_that_scores_as_the_run_did(user_csv, tmp_path):
+    from bib_ray.proxy.artifacts import load_proxy_artifact
+
     summary = design(user_csv, tmp_path / "ntk", "bib", "--backbone", "ntk", "--local")
-    assert summary["proxy"]["kind"] == "NTKProxy" and summary["method"] == "bib"
-    assert summary["hyperparameters"]["backbone"] == "ntk" and summary["artifact"] is None
+    assert summary["proxy"]["kind"] == "NTKProxy" and summary["method"] == "bib" and summary["lm_id"] == "ntk"
+    assert summary["hyperparameters"]["backbone"] == "ntk" and summary["artifact"] is not None
+    loaded = load_proxy_artifact(tmp_path / "ntk" / "proxy")
+    assert (loaded.kind, loaded.model_id, loaded.meta["kernel"]["depth"]) == ("ntk", "ntk", 5)
+    designs = pd.read_csv(tmp_path / "ntk" / "designs.csv")
+    scores = loaded.score(designs.sequence.tolist())
+    np.testing.assert_allclose(scores["proxy_score"], designs.proxy_score, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(scores["aux_mean"], designs.aux_mean, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["bib", "evolution", "bdi"])

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bib_ray.backbones import BackboneSpec
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -82,8 +83,8 @@ def test_serve_answers_from_a_replica_on_the_worker_with_a_head_only_artifact(is
     from bib_ray.distributed.cluster_utils import free_port
 
     cluster = isolated_cluster
-    artifact = fit_and_save_proxy(load_task("tfbind8", shared_data_dir), ProxySettings(device="cpu"),
-                                  cluster.head_only / "proxy", AuxiliarySettings(members=2, epochs=1, max_rows=500))
+    artifact = fit_and_save_proxy(load_task("tfbind8", shared_data_dir),
+                                  ProxySettings(BackboneSpec("tiny"), device="cpu"), cluster.head_only / "proxy", AuxiliarySettings(members=2, epochs=1, max_rows=500))
     port = free_port()
     run = bib_ray(cluster, "serve", str(artifact), "--address", cluster.address, "--port", str(port), timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + cluster.log_tail()

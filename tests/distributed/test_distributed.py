@@ -55,7 +55,7 @@ def close(a: EmbeddingStatistics, b: EmbeddingStatistics) -> None:
 
 
 def test_shards_reduce_to_the_single_process_statistics(task, pool):
-    settings = build_config(dict(task="tfbind8-r", aux_max_rows=1000)).proxy_settings()
+    settings = build_config(dict(task="tfbind8-r", backbone="tiny", aux_max_rows=1000)).proxy_settings()
     sharded = fit_proxy_on_shards(task, settings, pool)
     single = fit_proxy(task, settings)
     close(sharded.statistics, single.statistics)
@@ -68,7 +68,7 @@ def test_shards_reduce_to_the_single_process_statistics(task, pool):
 
 
 def test_adding_rows_embeds_only_the_new_rows(task, pool):
-    settings = build_config(dict(task="tfbind8-r")).proxy_settings()
+    settings = build_config(dict(task="tfbind8-r", backbone="tiny")).proxy_settings()
     half = len(task.y) // 2
     first = fit_proxy_on_shards(
         __import__("dataclasses").replace(task, x=task.x[:half], y=task.y[:half]), settings, pool)
@@ -80,7 +80,7 @@ def test_adding_rows_embeds_only_the_new_rows(task, pool):
 
 
 def test_parallel_trajectories_equal_single_process(task, pool):
-    config = build_config(dict(task="tfbind8-r", method="bib+eta", steps=12, designs=24,
+    config = build_config(dict(task="tfbind8-r", backbone="tiny", method="bib+eta", steps=12, designs=24,
                                aux_epochs=1))
     fitted, aux = fitted_with_aux(task, config)
     logits = initial_logits(task, 24, 0, 0.1)
@@ -108,7 +108,7 @@ class DiesOnceMidBatch(AuxiliaryEnsemble):
 def test_killed_shard_is_restarted_and_the_run_is_unchanged(task, pool, tmp_path):
     import ray
 
-    config = build_config(dict(task="tfbind8-r", method="bib", steps=20, designs=16, aux_epochs=1))
+    config = build_config(dict(task="tfbind8-r", backbone="tiny", method="bib", steps=20, designs=16, aux_epochs=1))
     fitted, aux = fitted_with_aux(task, config)
     logits = initial_logits(task, 16, 3, 0.1)
     settings = config.optimiser_settings()
@@ -150,7 +150,7 @@ def test_shipping_the_proxy_and_aux_to_shards_leaves_the_drivers_objects_alone(t
     """ray.put(proxy.to("cpu")) would ship (and, from a GPU, move) the driver's own objects."""
     import ray
 
-    config = build_config(dict(task="tfbind8-r", steps=2, designs=4, aux_epochs=1))
+    config = build_config(dict(task="tfbind8-r", backbone="tiny", steps=2, designs=4, aux_epochs=1))
     fitted, aux = fitted_with_aux(task, config)
     shipped = []
     real_put = ray.put
@@ -158,3 +158,32 @@ def test_shipping_the_proxy_and_aux_to_shards_leaves_the_drivers_objects_alone(t
     pool.run_seeds(fitted.proxy, [aux], config.optimiser_settings(), [initial_logits(task, 4, 0, 0.1)], 2)
     assert shipped and all(value is not fitted.proxy and value is not aux for value in shipped)
     torch.testing.assert_close(shipped[0].weights, fitted.proxy.weights)
+
+
+def test_ntk_run_on_ray_computes_the_kernel_on_the_shards_and_equals_the_local_run(shared_data_dir):
+    """Backbone ntk on Ray: one-hot shards embed the rows, compute the kernel matrix in row blocks and run the
+    trajectories; the designs and scores are the single-process run's."""
+    config = build_config(dict(task="tfbind8-r", data_dir=str(shared_data_dir), backbone="ntk", ntk_rows=600,
+                               steps=6, designs=12, seeds=[0, 1], aux_epochs=1))
+    on_ray = run_design_on_ray(config, RaySettings(shards=2))
+    local = run_design(config, load_task(config.task, config.data_dir), LocalExecutor())
+    assert type(on_ray.fitted.proxy).__name__ == "NTKProxy" and on_ray.fitted.proxy.rows == 600
+    assert on_ray.fitted.timings["shards"] == 2 and on_ray.fitted.timings["kernel_on_shards_s"] > 0
+    busy = on_ray.fitted.timings["shard_busy_s_by_node"]
+    assert sum(busy.values()) > 0
+    torch.testing.assert_close(on_ray.fitted.proxy.alpha, local.fitted.proxy.alpha, rtol=1e-6, atol=1e-9)
+    assert list(on_ray.designs.sequence) == list(local.designs.sequence)
+    np.testing.assert_allclose(on_ray.designs.proxy_score, local.designs.proxy_score, rtol=1e-9)
+
+
+def test_kernel_matrix_in_row_blocks_on_shards_equals_the_whole(task):
+    from bib_ray.core.ntk import ReluNTK
+
+    pool = ShardPool("onehot", task, ShardResources(count=2))
+    try:
+        x = torch.as_tensor(np.eye(4)[task.x[:50]].reshape(50, -1))
+        gram = pool.kernel_gram(ReluNTK(), x)
+        assert sum(1 for seconds in pool.busy_s if seconds > 0) == 2  # both shards took blocks
+    finally:
+        pool.shutdown()
+    torch.testing.assert_close(gram, ReluNTK()(x.double(), x.double()), rtol=1e-12, atol=1e-12)

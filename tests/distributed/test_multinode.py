@@ -38,7 +38,7 @@ def test_removed_worker_node_does_not_change_the_designs(cluster, shared_data_di
 
     ray_cluster, workers = cluster
     task = load_task("tfbind8-r", shared_data_dir)
-    config = build_config(dict(task="tfbind8-r", method="bib", steps=120, designs=16, aux_epochs=1))
+    config = build_config(dict(task="tfbind8-r", backbone="tiny", method="bib", steps=120, designs=16, aux_epochs=1))
     executor = LocalExecutor()
     fitted = executor.fit(task, config.proxy_settings())
     (aux, _), = executor.train_aux(fitted, config.aux_settings(), [0])

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bib_ray.backbones import BackboneSpec
 from bib_ray.distributed.cluster_utils import IsolatedCluster, free_port, namespaces_permitted
 from tests.helpers import REPO_ROOT, shared_data_dir_or_none
 
@@ -181,8 +182,8 @@ def test_the_service_replaces_a_lost_replica_and_answers_every_request(cluster):
     from bib_ray.tasks import load_task
 
     task = load_task("tfbind8", cluster.data)
-    artifact = fit_and_save_proxy(task, ProxySettings(device="cpu"), cluster.head_only / "proxy",
-                                  AuxiliarySettings(members=2, epochs=1, max_rows=500))
+    artifact = fit_and_save_proxy(task, ProxySettings(BackboneSpec("tiny"), device="cpu"),
+                                  cluster.head_only / "proxy", AuxiliarySettings(members=2, epochs=1, max_rows=500))
     port = free_port()
     process = cli(cluster, "serve", str(artifact), "--address", cluster.address, "--port", str(port),
                   "--device", "cpu", "--cpus-per-replica", "1")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 
+from bib_ray.backbones import BackboneSpec
 from bib_ray.proxy.artifacts import load_proxy_artifact
 from bib_ray.cli import main
 from bib_ray.service.client import ProxyClient, ServiceError
@@ -34,7 +35,7 @@ PER_REQUEST = 16
 @pytest.fixture(scope="module")
 def artifact(shared_data_dir, tmp_path_factory) -> Path:
     task = load_task("tfbind8", shared_data_dir)
-    return fit_and_save_proxy(task, ProxySettings(device="cpu"), tmp_path_factory.mktemp("artifact") / "proxy",
+    return fit_and_save_proxy(task, ProxySettings(BackboneSpec("tiny"), device="cpu"), tmp_path_factory.mktemp("artifact") / "proxy",
                               AuxiliarySettings(members=3, epochs=2, max_rows=2000))
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bib_ray.backbones import BackboneSpec
 from bib_ray.distributed.settings import RaySettings
 from bib_ray.sweep.driver import run_sweep
 from bib_ray.errors import UserError
@@ -26,7 +27,8 @@ REPO = REPO_ROOT
 def small_sweep(name: str, algorithm: str = "random", samples: int = 3, **extra) -> SweepConfig:
     return SweepConfig.model_validate({
         "name": name,
-        "base": {"task": "tfbind8-r", "steps": 6, "designs": 8, "seeds": [0], "aux_epochs": 1, "aux_max_rows": 500},
+        "base": {"task": "tfbind8-r", "backbone": "tiny", "steps": 6, "designs": 8, "seeds": [0], "aux_epochs": 1,
+                 "aux_max_rows": 500},
         "space": {"lr": {"loguniform": [0.02, 0.3]}, "method": {"choice": ["bidirectional", "bib"]}},
         "search": {"algorithm": algorithm, "num_samples": samples, "max_concurrent": 2},
         "scheduler": {"kind": "fifo"}, "report_every": 3, **extra})
@@ -43,7 +45,6 @@ def test_shipped_sweep_configs_validate(config_file):
     ({"space": {"method": {"choice": ["bib", "sideways"]}}}, "method"),
     ({"space": {"mode": {"choice": ["forward"]}}}, "cannot be tuned"),
     ({"base": {"mode": "forward"}}, "method"),
-    ({"space": {"method": {"choice": ["bib", "bdi"]}}}, "not swept"),
     ({"space": {"lr": {"uniform": [0.3, 0.1]}}}, "low < high"),
     ({"space": {"max_mutations": {"choice": [0, 2]}}}, "max_mutations"),
     ({"space": {"lr": {"grid": [0.1, 0.2]}}}, "need search.algorithm: grid"),
@@ -99,6 +100,27 @@ def test_small_sweep_end_to_end(local_ray, shared_data_dir, tmp_path, algorithm,
         assert sorted(again.lr) == pytest.approx(sorted(table.lr))
 
 
+def test_a_sweep_over_backbones_runs_the_ntk_proxy_from_the_shared_pass(local_ray, shared_data_dir, tmp_path):
+    """Backbone ntk in a sweep: the embedding pass keeps the kernel's rows and each ntk trial solves the NTK
+    proxy on them; best/ holds the chosen trial's artifact, an NTK one when an ntk trial is chosen."""
+    from bib_ray.proxy.artifacts import load_proxy_artifact
+    from bib_ray.sweep.driver import swept_backbones
+
+    sweep = SweepConfig.model_validate({
+        "name": "ntk", "base": {"task": "tfbind8-r", "data_dir": str(shared_data_dir), "steps": 4, "designs": 8,
+                                "seeds": [0], "aux_epochs": 1, "aux_max_rows": 500, "ntk_rows": 400},
+        "space": {"backbone": {"grid": ["onehot", "ntk"]}, "method": {"grid": ["bib", "bidirectional"]}},
+        "search": {"algorithm": "grid", "num_samples": 1, "max_concurrent": 2}, "scheduler": {"kind": "fifo"},
+        "metric": "pessimistic"})
+    assert swept_backbones(sweep) == ["onehot", "ntk"]
+    outcome = run_sweep(sweep, RaySettings(shards=1), tmp_path)
+    assert outcome.failure is None and set(outcome.table.status) == {"completed"} and len(outcome.table) == 4
+    assert outcome.table.selection_score.notna().all()
+    chosen = outcome.table[outcome.table.chosen].iloc[0]
+    loaded = load_proxy_artifact(outcome.best_dir / "proxy")
+    assert loaded.kind == ("ntk" if chosen["backbone"] == "ntk" else "linear-head")
+
+
 class RecordingMetric:
     """A stand-in selection metric that keeps every batch of designs a trial asks it to score."""
 
@@ -121,7 +143,7 @@ def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data
     from bib_ray.proxy.fitting import ProxySettings, fit_proxy
 
     task = load_task("tfbind8-r", shared_data_dir)
-    fitted = fit_proxy(task, ProxySettings())
+    fitted = fit_proxy(task, ProxySettings(BackboneSpec("tiny")))
     prepared = {"tiny": PreparedBackbone(fitted.statistics, fitted.aux_rows, fitted.aux_phi, None)}
     sweep = small_sweep("reports")
     sweep.base.update(steps=12, batch=6)  # a batch in the sweep's base: every trial orders one
