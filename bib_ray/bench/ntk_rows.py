@@ -16,6 +16,7 @@ import argparse
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 import pandas as pd
@@ -65,16 +66,23 @@ def run(args: argparse.Namespace, command: str) -> int:
     table = []
     for rows in parse_rows(args.rows):
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            row = pool.submit(measure, args.task, args.data_dir, rows, args.designs, args.steps).result()
+            try:
+                row = pool.submit(measure, args.task, args.data_dir, rows, args.designs, args.steps).result()
+            except BrokenProcessPool:  # killed, as the kernel's out-of-memory killer does: it does not fit
+                print(f"{rows or 'all'} rows: the process was killed (out of memory?)", flush=True)
+                table.append({"task": args.task, "kernel_rows": rows or "all", "killed": True})
+                continue
         table.append(row)
         print(f"{row['kernel_rows']} rows: fit {row['fit_s']:.1f} s, peak {row['peak_mb']:.0f} MB", flush=True)
-    frame = pd.DataFrame(table)
     if args.csv:
-        frame.to_csv(args.csv, index=False)
+        pd.DataFrame(table).to_csv(args.csv, index=False)
     print(f"\n{command}\n")
     print("| kernel rows | fit s | step ms | run s | peak memory MB (at start) | oracle 100th | oracle 50th |")
     print("|---|---|---|---|---|---|---|")
     for row in table:
+        if row.get("killed"):
+            print(f"| {row['kernel_rows']} | killed before it finished (out of memory?) | | | | | |")
+            continue
         print(f"| {row['kernel_rows']:,} of {row['offline_rows']:,} | {row['fit_s']:.1f} | {row['step_ms']:.0f} | "
               f"{row['run_s']:.0f} | {row['peak_mb']:,.0f} ({row['start_mb']:,.0f}) | {row['p100']:.3f} | "
               f"{row['p50']:.3f} |")

@@ -7,8 +7,9 @@ the offline rows X (one-hot, flattened) directly, with standardised labels y:
     L_bwd(h) = (1/M) sum_i (c_h K(x_i, h) - y_i)^2,  c_h = y_h / (K(h, h) (1 + design_beta_scale))
 Forming K_XX costs O(M^2) memory and its solve O(M^3), so at most ``max_rows`` offline rows
 (a fixed random subset) enter the kernel; each step then costs O(B M d). K_XX is formed in row
-blocks and factorised in place (Cholesky: K_XX + beta I is positive definite), so fitting holds one
-M x M float64 matrix at a time: 0.2 GB at M = 5,000, 3.2 GB at 20,000, 8.7 GB at 32,898.
+blocks and factorised by Cholesky (K_XX + beta I is positive definite) in its place, so fitting holds
+at most two M x M float64 matrices (the factorisation's work buffer): 0.4 GB at M = 5,000, 6.4 GB at
+20,000, 17 GB at 32,898.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from bib_ray.core.ntk import ReluNTK
+from bib_ray.errors import UserError
 
 KERNEL_BLOCK_ROWS = 512  # rows of K_XX per kernel call: bounds the kernel's M-wide temporaries
 from bib_ray.core.proxy import DesignProxy
@@ -38,16 +40,14 @@ def kernel_matrix(kernel: ReluNTK, x: torch.Tensor, block_rows: int = KERNEL_BLO
     return gram
 
 
-def solve_in_place(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """matrix^-1 rhs for a symmetric positive definite ``matrix`` (M, M), which the Cholesky factor
-    overwrites on the CPU (LAPACK posv, no copy); on a GPU, torch's Cholesky."""
-    if matrix.device.type != "cpu":
-        return torch.cholesky_solve(rhs[:, None], torch.linalg.cholesky(matrix))[:, 0]
-    from scipy.linalg import solve
-
-    # the transpose of a C-ordered symmetric matrix is the same matrix, Fortran-ordered: LAPACK works in it
-    solution = solve(matrix.numpy().T, rhs.numpy(), assume_a="pos", overwrite_a=True, check_finite=False)
-    return torch.from_numpy(solution)
+def solve_positive_definite(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """matrix^-1 rhs for a symmetric positive definite ``matrix`` (M, M) by its Cholesky factor, which takes
+    the matrix's place (torch works in a second M x M buffer while it factorises)."""
+    factor, info = torch.linalg.cholesky_ex(matrix, out=(matrix, torch.empty(0, dtype=torch.int32,
+                                                                               device=matrix.device)))
+    if int(info) != 0:
+        raise torch.linalg.LinAlgError(f"leading minor {int(info)} is not positive definite")
+    return torch.cholesky_solve(rhs[:, None], factor)[:, 0]
 
 
 class NTKProxy(DesignProxy):
@@ -78,7 +78,12 @@ class NTKProxy(DesignProxy):
         gram = kernel_matrix(kernel, x) if gram is None else gram.to(device=x.device, dtype=torch.float64)
         beta = beta_scale * float(torch.trace(gram)) / len(standard)
         gram.diagonal().add_(beta)  # K_XX + beta I in place: no second M x M matrix
-        alpha = solve_in_place(gram, standard)
+        try:
+            alpha = solve_positive_definite(gram, standard)
+        except torch.linalg.LinAlgError:
+            raise UserError(f"the NTK proxy's kernel matrix of {len(standard)} rows is not numerically positive "
+                            f"definite at beta_scale {beta_scale:g}: raise --beta-scale (e.g. to "
+                            f"{beta_scale * 100:g})") from None
         del gram
         self._assemble(x, standard, alpha, float(label_mean), float(label_std), kernel, beta, beta_scale,
                        design_beta_scale)

@@ -107,7 +107,11 @@ def proxy_tensors(proxy: DesignProxy) -> dict[str, torch.Tensor]:
     if isinstance(proxy, NTKProxy):
         if not isinstance(proxy.kernel, ReluNTK):
             raise ValueError(f"only the ReLU NTK can be saved, not {type(proxy.kernel).__name__}")
-        return {f"ntk.{name}": getattr(proxy, name).detach().cpu().contiguous() for name in ("x", "y", "alpha")}
+        tensors = {f"ntk.{name}": getattr(proxy, name).detach().cpu().contiguous() for name in ("x", "y", "alpha")}
+        x = tensors["ntk.x"]
+        if bool(((x == 0) | (x == 1)).all()):  # one-hot rows: stored as bytes, exactly (1/8 of float64)
+            tensors["ntk.x"] = x.to(torch.uint8)
+        return tensors
     if isinstance(proxy, BidirectionalProxy):
         return {"head.weights": proxy.weights.detach().cpu().contiguous()}
     raise ValueError(f"no artifact format for a {type(proxy).__name__}")

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bib_ray.core.methods import NTK_BACKBONE
 from bib_ray.run.config import DesignConfig, reference_steps
 from bib_ray.validation import load_yaml_mapping, parse_model
 from bib_ray.sweep.selection import DEFAULT_METRIC, METRIC_NAMES, SelectionSettings
@@ -137,6 +138,9 @@ class SweepConfig(BaseModel):
             for value in distribution.extreme_values():
                 DesignConfig.model_validate({**self.base, name: value})
         self.selection_settings()  # unknown fields and bad values fail here
+        if self.metric == "top-rank" and NTK_BACKBONE in self.trial_backbones():
+            raise ValueError("metric top-rank refits the linear head of an LM, which backbone ntk (the NTK proxy) "
+                             "has none of: pick another metric or leave ntk out of the space")
         if self.search.algorithm == "grid" and any(d.kind != "grid" for d in self.space.values()):
             raise ValueError("search.algorithm grid needs every space entry to be a grid")
         if self.search.algorithm != "grid" and any(d.kind == "grid" for d in self.space.values()):
@@ -150,6 +154,14 @@ class SweepConfig(BaseModel):
         except TypeError as error:
             raise ValueError(f"selection: {error}; fields are {list(SelectionSettings.__dataclass_fields__)}") \
                 from None
+
+    def trial_backbones(self) -> list[str]:
+        """The backbone specs the trials use, as their configs spell them (``DesignConfig`` canonicalises each,
+        adds the base's options, e.g. trust_remote_code, and makes method ``bdi`` run on ``ntk``)."""
+        choices = [[{name: value} for value in self.space[name].extreme_values()] if name in self.space else [{}]
+                   for name in ("backbone", "method")]
+        return list(dict.fromkeys(DesignConfig.model_validate({**self.base, **backbone, **method}).backbone
+                                  for backbone in choices[0] for method in choices[1]))
 
     def base_config(self) -> DesignConfig:
         return DesignConfig.model_validate(self.base)

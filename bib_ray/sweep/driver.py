@@ -66,15 +66,6 @@ class PreparedBackbone:
     kernel_phi: torch.Tensor | None = None  # and their one-hot features
 
 
-def swept_backbones(sweep: SweepConfig) -> list[str]:
-    """The backbone specs the trials use, as their configs spell them (``DesignConfig`` canonicalises each,
-    adds the base's options, e.g. trust_remote_code, and makes method ``bdi`` run on ``ntk``)."""
-    choices = [[{name: value} for value in sweep.space[name].extreme_values()] if name in sweep.space else [{}]
-               for name in ("backbone", "method")]
-    return list(dict.fromkeys(DesignConfig.model_validate({**sweep.base, **backbone, **method}).backbone
-                              for backbone in choices[0] for method in choices[1]))
-
-
 def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: RaySettings,
             progress: bool, needs: frozenset[str] = frozenset()) -> dict[str, PreparedBackbone]:
     """Embed the training rows once per backbone on shard actors (one-hot features for ``ntk``, keeping its
@@ -83,15 +74,15 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
     base = sweep.base_config()
     top = top_rows(train.y, sweep.selection_settings().top_rows) if "top" in needs else None
     prepared = {}
-    for backbone in swept_backbones(sweep):
+    for backbone in sweep.trial_backbones():
         proxy_settings = DesignConfig.model_validate({**sweep.base, "backbone": backbone}).proxy_settings()
         pool = ShardPool(proxy_settings.feature_backbone, train, shard_resources(settings), base.embed_batch_size,
                          proxy_settings.feature_dtype, progress)
         try:
             aux_rows = aux_training_rows(len(train.y), base.aux_max_rows)
             ntk_rows = kernel_rows(len(train.y), proxy_settings.ntk_rows) if proxy_settings.uses_ntk_proxy else None
-            rows_wanted = np.union1d(aux_rows, np.concatenate([r for r in (top, ntk_rows) if r is not None] or
-                                                              [np.zeros(0, dtype=np.int64)]))
+            extra = [rows for rows in (top, ntk_rows) if rows is not None]
+            rows_wanted = np.union1d(aux_rows, np.concatenate(extra)) if extra else aux_rows
             statistics, phi = pool.embed_statistics(train.x, train.y, rows_wanted)
             rows = None
             if needs:

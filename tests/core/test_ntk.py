@@ -83,3 +83,12 @@ def test_bdi_style_run_improves_on_its_start(shared_data_dir):
     assert result.oracle_summary["p100"] > result.oracle_summary["start_p100"]
     proxy_score = result.trajectory.history["proxy_score"]
     assert proxy_score[-1].mean() > proxy_score[0].mean() + 0.5  # standardised units
+
+
+def test_a_kernel_matrix_that_is_not_positive_definite_is_a_user_error():
+    from bib_ray.errors import UserError
+
+    x = torch.eye(4, dtype=torch.float64)
+    gram = -torch.eye(4, dtype=torch.float64)  # a gram that cannot be factorised
+    with pytest.raises(UserError, match="not numerically positive definite at beta_scale 1e-06: raise --beta-scale"):
+        NTKProxy(x, torch.arange(4.0), 1.5, 1.0, gram=gram)

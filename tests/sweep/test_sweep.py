@@ -46,6 +46,8 @@ def test_shipped_sweep_configs_validate(config_file):
     ({"space": {"mode": {"choice": ["forward"]}}}, "cannot be tuned"),
     ({"base": {"mode": "forward"}}, "method"),
     ({"space": {"lr": {"uniform": [0.3, 0.1]}}}, "low < high"),
+    ({"base": {"backbone": "ntk", "seeds": [0]}, "metric": "top-rank"}, "top-rank refits the linear head"),
+    ({"space": {"method": {"choice": ["bib", "bdi"]}}, "metric": "top-rank"}, "top-rank refits the linear head"),
     ({"space": {"max_mutations": {"choice": [0, 2]}}}, "max_mutations"),
     ({"space": {"lr": {"grid": [0.1, 0.2]}}}, "need search.algorithm: grid"),
     ({"base": {"seeds": [0, 1]}}, "one seed"),
@@ -104,7 +106,6 @@ def test_a_sweep_over_backbones_runs_the_ntk_proxy_from_the_shared_pass(local_ra
     """Backbone ntk in a sweep: the embedding pass keeps the kernel's rows and each ntk trial solves the NTK
     proxy on them; best/ holds the chosen trial's artifact, an NTK one when an ntk trial is chosen."""
     from bib_ray.proxy.artifacts import load_proxy_artifact
-    from bib_ray.sweep.driver import swept_backbones
 
     sweep = SweepConfig.model_validate({
         "name": "ntk", "base": {"task": "tfbind8-r", "data_dir": str(shared_data_dir), "steps": 4, "designs": 8,
@@ -112,7 +113,7 @@ def test_a_sweep_over_backbones_runs_the_ntk_proxy_from_the_shared_pass(local_ra
         "space": {"backbone": {"grid": ["onehot", "ntk"]}, "method": {"grid": ["bib", "bidirectional"]}},
         "search": {"algorithm": "grid", "num_samples": 1, "max_concurrent": 2}, "scheduler": {"kind": "fifo"},
         "metric": "pessimistic"})
-    assert swept_backbones(sweep) == ["onehot", "ntk"]
+    assert sweep.trial_backbones() == ["onehot", "ntk"]
     outcome = run_sweep(sweep, RaySettings(shards=1), tmp_path)
     assert outcome.failure is None and set(outcome.table.status) == {"completed"} and len(outcome.table) == 4
     assert outcome.table.selection_score.notna().all()
