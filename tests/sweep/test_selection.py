@@ -262,7 +262,7 @@ def test_selection_benchmark_end_to_end(tmp_path, capsys):
 def test_sweep_yaml_accepts_every_metric_and_rejects_others(tmp_path):
     def load(**extra):
         path = tmp_path / "sweep.yaml"
-        path.write_text(yaml.safe_dump({"name": "x", "base": {"seeds": [0]},
+        path.write_text(yaml.safe_dump({"name": "x", "base": {"seeds": [0], "backbone": "tiny"},  # top-rank needs an LM
                                         "space": {"lr": {"loguniform": [0.01, 0.1]}}, **extra}))
         return load_sweep_config(str(path))
 
