@@ -12,7 +12,8 @@ trials cannot be told apart from it by the metric's spread (``tie_margin``).
 
 The offline set is embedded once per backbone in the space (on shard actors) and shared with
 every trial through the object store; trials re-solve the proxy for their beta (backbone ``ntk``:
-the NTK proxy on the kernel rows the pass kept, a solve of at most ``ntk_rows`` rows per trial).
+the pass also forms the kernel matrix of its ``ntk_rows`` rows on the shards, and each trial solves
+the NTK proxy from a copy of it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import pandas as pd
 import torch
 
 from bib_ray.core.aux_ensemble import aux_training_rows
+from bib_ray.core.ntk import ReluNTK
 from bib_ray.core.ntk_proxy import kernel_rows
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.distributed.design import shard_resources
@@ -62,8 +64,9 @@ class PreparedBackbone:
     aux_rows: np.ndarray
     aux_phi: torch.Tensor
     rows: RowEmbeddings | None
-    kernel_rows: np.ndarray | None = None  # backbone ntk: the offline rows in the NTK proxy's kernel
-    kernel_phi: torch.Tensor | None = None  # and their one-hot features
+    kernel_rows: np.ndarray | None = None  # backbone ntk: the offline rows in the NTK proxy's kernel,
+    kernel_phi: torch.Tensor | None = None  # their one-hot features
+    kernel_gram: torch.Tensor | None = None  # and their kernel matrix, formed once on the shards
 
 
 def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: RaySettings,
@@ -84,6 +87,8 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
             extra = [rows for rows in (top, ntk_rows) if rows is not None]
             rows_wanted = np.union1d(aux_rows, np.concatenate(extra)) if extra else aux_rows
             statistics, phi = pool.embed_statistics(train.x, train.y, rows_wanted)
+            kernel_phi = None if ntk_rows is None else phi[np.searchsorted(rows_wanted, ntk_rows)]
+            gram = None if kernel_phi is None else pool.kernel_gram(ReluNTK(), kernel_phi)
             rows = None
             if needs:
                 held_phi = pool.embed_statistics(holdout.x, holdout.y, np.arange(len(holdout.y)))[1] \
@@ -92,9 +97,8 @@ def prepare(sweep: SweepConfig, train: Task, holdout: Task | None, settings: Ray
                 rows = RowEmbeddings(held=held_phi, top=top_phi)
         finally:
             pool.shutdown()
-        prepared[backbone] = PreparedBackbone(
-            statistics, aux_rows, phi[np.searchsorted(rows_wanted, aux_rows)], rows, ntk_rows,
-            None if ntk_rows is None else phi[np.searchsorted(rows_wanted, ntk_rows)])
+        prepared[backbone] = PreparedBackbone(statistics, aux_rows, phi[np.searchsorted(rows_wanted, aux_rows)], rows,
+                                              ntk_rows, kernel_phi, gram)
     return prepared
 
 
@@ -137,7 +141,8 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     lm = LMIdentity.of(embedder, train_task)
     if own.kernel_rows is not None:
         fitted = FittedProxy.ntk(train_task, lm, own.statistics, own.kernel_rows, own.kernel_phi, own.aux_rows,
-                                 own.aux_phi, config.beta_scale, embedder, device)
+                                 own.aux_phi, config.beta_scale, embedder, device,
+                                 gram=own.kernel_gram.clone())  # the solve overwrites its matrix
     else:
         fitted = FittedProxy.linear_head(train_task, lm, own.statistics, own.aux_rows, own.aux_phi,
                                          config.beta_scale, embedder, device)
