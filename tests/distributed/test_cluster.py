@@ -74,9 +74,7 @@ def test_a_sweep_whose_trials_all_fail_exits_non_zero(isolated_cluster, shared_d
     assert "2 of 2 trials failed" in run.stderr and "--storage" in run.stderr, run.stderr[-4000:]
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "ntk"])  # an LM's linear head and the default NTK proxy
-def test_serve_answers_from_a_replica_on_the_worker_with_a_head_only_artifact(isolated_cluster, shared_data_dir,
-                                                                               backbone):
+def test_serve_answers_from_a_replica_on_the_worker_with_a_head_only_artifact(isolated_cluster, shared_data_dir):
     import requests
 
     from bib_ray.core.aux_ensemble import AuxiliarySettings
@@ -86,8 +84,8 @@ def test_serve_answers_from_a_replica_on_the_worker_with_a_head_only_artifact(is
 
     cluster = isolated_cluster
     artifact = fit_and_save_proxy(load_task("tfbind8", shared_data_dir),
-                                  ProxySettings(BackboneSpec(backbone), device="cpu", ntk_rows=1000),
-                                  cluster.head_only / backbone / "proxy", AuxiliarySettings(members=2, epochs=1, max_rows=500))
+                                  ProxySettings(BackboneSpec("ntk"), device="cpu", ntk_rows=1000),  # the default
+                                  cluster.head_only / "proxy", AuxiliarySettings(members=2, epochs=1, max_rows=500))
     port = free_port()
     run = bib_ray(cluster, "serve", str(artifact), "--address", cluster.address, "--port", str(port), timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + cluster.log_tail()
