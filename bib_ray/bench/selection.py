@@ -76,15 +76,39 @@ def broad_grid() -> list[dict]:
             for b in BACKBONES for m in ("bib", "bidirectional") for lr in (0.1, 0.3) for k in (None, 1)]
 
 
-GRIDS = {"reference": grid, "broad": broad_grid}
+def mixed_grid() -> list[dict]:
+    """A third grid, fixed before any metric was judged on it (issue 23's held-aside check): backbone
+    (``tiny``, ``onehot``, ``ntk``) x six settings that vary method, lr, target, K and the run's size
+    (``designs_x`` / ``steps_x``: multiples of the benchmark's designs and steps) (18 configurations)."""
+    settings = [dict(method="bib", lr=0.1, target=10.0),
+                dict(method="bidirectional", lr=0.3, target=10.0),
+                dict(method="bib", lr=0.03, target=2.0),
+                dict(method="bib", lr=0.1, target=10.0, max_mutations=2),
+                dict(method="bib", lr=0.1, target=10.0, designs_x=2),
+                dict(method="forward", lr=0.1, target=10.0, steps_x=2)]
+    return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
+
+
+GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid}
 
 
 def config_label(config: dict) -> str:
     label = f"{config['backbone']}/{config['method']}/lr={config['lr']:g}/target={config['target']:g}"
-    return label + (f"/K={config['max_mutations']}" if "max_mutations" in config else "")
+    label += f"/K={config['max_mutations']}" if "max_mutations" in config else ""
+    return label + "".join(f"/{name}={config[name]}" for name in ("designs", "steps") if name in config)
 
 
-SWEPT = ("backbone", "method", "lr", "target", "max_mutations")
+def sized(config: dict, designs: int, steps: int) -> dict:
+    """``config`` with its run-size multiples (``designs_x``, ``steps_x``) made absolute designs and steps."""
+    config = dict(config)
+    if "designs_x" in config:
+        config["designs"] = designs * config.pop("designs_x")
+    if "steps_x" in config:
+        config["steps"] = steps * config.pop("steps_x")
+    return config
+
+
+SWEPT = ("backbone", "method", "lr", "target", "max_mutations", "designs", "steps")
 
 
 def with_tie_rule(runs: pd.DataFrame, metric: str, tie_break: str, tie_margin: float = 1.0) -> pd.Series:
@@ -245,7 +269,7 @@ def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: floa
             f"metric can predict):\n\n"
             f"{markdown_table(grids)}\n\n"
             f"{len(runs)} runs, {runs.config.nunique()} configurations per task, seeds "
-            f"{','.join(map(str, sorted(runs.seed.unique())))}, {runs.designs.iloc[0]} designs, "
+            f"{','.join(map(str, sorted(runs.seed.unique())))}, {'/'.join(map(str, sorted(runs.designs.unique())))} designs, "
             f"{'/'.join(map(str, sorted(runs.steps.unique())))} steps; {task_minutes:.1f} "
             f"min of task time ({seconds / 60:.1f} min wall for this command); the oracle only "
             f"scores the metrics, no metric reads it. Reproduce: `{command}`")
@@ -263,7 +287,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="reference",
                         help="configurations: reference (backbone x method x (lr, target), the grid the default "
-                        "metric was chosen on) or broad (backbone x method x lr x K)")
+                        "metric was chosen on), broad (backbone x method x lr x K) or mixed (backbone with ntk x "
+                        "method, lr, target, K, designs and steps)")
     parser.add_argument("--ensemble", default=None, help="comma list of metrics also combined by rank, judged as "
                         "the metric 'rank-ensemble'")
     parser.add_argument("--tie-break", action="append", choices=["defaults", "conservative"], default=[],
@@ -292,9 +317,12 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
     started = time.perf_counter()
     task = load_task(spec, data_dir)
     steps = steps or default_steps(task) // (2 if quick else 1)
-    runs = select_runs(task, GRIDS[grid_name](), seeds, metric_names, {"steps": steps, "designs": designs},
+    configs = [sized(config, designs, steps) for config in GRIDS[grid_name]()]
+    runs = select_runs(task, configs, seeds, metric_names, {"steps": steps, "designs": designs},
                        holdout_fraction, progress=progress)
-    scored = score_with_oracle(task, runs).assign(codes=list(runs.codes), steps=steps, designs=designs)
+    runs = runs.assign(steps=runs.get("steps", pd.Series(steps, index=runs.index)).fillna(steps).astype(int),
+                       designs=runs.get("designs", pd.Series(designs, index=runs.index)).fillna(designs).astype(int))
+    scored = score_with_oracle(task, runs).assign(codes=list(runs.codes))
     return scored.assign(seconds_task=time.perf_counter() - started)
 
 
