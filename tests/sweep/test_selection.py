@@ -44,7 +44,8 @@ def sequence_data(**embeddings) -> SelectionData:
     return SelectionData(VOCAB, x[:400], y[:400], x[400:], y[400:], embeddings)
 
 
-@pytest.mark.parametrize("name", ["pessimistic", "pessimistic-top", "expected-max", "agreement", "gp-max", "gp-lcb"])
+@pytest.mark.parametrize("name", ["pessimistic", "pessimistic-top", "expected-max", "mean-top", "agreement", "gp-max",
+                                  "gp-lcb"])
 def test_design_metrics_prefer_designs_the_data_says_are_better(name):
     metric = build_metric(name, FAST).fit(sequence_data())
     good, bad = designs_with(0.8), designs_with(0.1)
@@ -85,6 +86,20 @@ def test_expected_max_is_the_mean_over_members_of_the_best_widened_design():
     assert metric.score(Candidate(designs, "any")) > metric.score(Candidate(designs_with(0.0, 16), "any")) + 0.5
     assert metric.score(Candidate(designs, "any")) == pytest.approx(
         metric.score(Candidate(designs[:2], "any")), abs=0.2)
+
+
+def test_mean_top_is_the_ensemble_mean_over_its_best_designs():
+    metric = build_metric("mean-top", dataclasses.replace(FAST, top_designs=0.125)).fit(sequence_data())
+    designs = np.concatenate([designs_with(0.0, 14), designs_with(0.9, 2)])
+    members = metric.evaluator(one_hot(designs, VOCAB)).double().numpy()
+    best = np.argsort(-members.mean(0))[:2]
+    assert set(best) == {14, 15}  # the two good designs, wherever they sit in the batch
+    candidate = Candidate(designs, "any")
+    assert metric.score(candidate) == pytest.approx(members[:, best].mean(), rel=1e-6)
+    np.testing.assert_allclose(metric.draws(candidate), members[:, best].mean(1), rtol=1e-6)
+    # the poor designs do not count: other poor designs beside the same two good ones score the same
+    other = np.concatenate([designs_with(0.05, 14, seed=7), designs[14:]])
+    assert metric.score(candidate) == pytest.approx(metric.score(Candidate(other, "any")), rel=1e-6)
 
 
 def test_expected_max_learns_from_the_training_rows_too():
