@@ -216,6 +216,7 @@ def judge(runs: pd.DataFrame, metric_names: list[str]) -> pd.DataFrame:
             per_seed.append({"rho100": rank_correlation(values, p100), "rho50": rank_correlation(values, g.p50),
                              "regret": p100.max() - p100[chosen].mean(), "percentile": float(np.mean(rank)),
                              ">= median": float(np.mean(p100[chosen] >= np.median(p100))),
+                             ">= mean": float(p100[chosen].mean() >= p100.mean() - 1e-12),
                              "picked p100": p100[chosen].mean(), "best p100": p100.max(),
                              "median p100": float(np.median(p100))})
         mean = pd.DataFrame(per_seed).mean()
@@ -230,6 +231,7 @@ def overall(judged: pd.DataFrame) -> pd.DataFrame:
     grouped = judged.groupby("metric", sort=False)
     table = grouped[["rho100", "rho50", "regret", "percentile"]].mean()
     table["tasks >= median"] = grouped[">= median"].apply(lambda s: f"{(s >= 1).sum()}/{len(s)}")
+    table["tasks >= mean"] = grouped[">= mean"].apply(lambda s: f"{(s >= 1).sum()}/{len(s)}")
     return table.reset_index()
 
 
@@ -256,7 +258,7 @@ def seed_agreement(runs: pd.DataFrame) -> float:
 
 
 def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: float) -> str:
-    per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", "picked"]]
+    per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", ">= mean", "picked"]]
     grids = runs.groupby("task").p100.agg(["min", "median", "max"])
     grids["oracle seed-to-seed rho"] = [seed_agreement(runs[runs.task == task]) for task in grids.index]
     grids = grids.reset_index()
@@ -268,8 +270,9 @@ def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: floa
             f"rho over pairs of seeds; near 0, the grid's order is mostly seed noise, which no "
             f"metric can predict):\n\n"
             f"{markdown_table(grids)}\n\n"
-            f"{len(runs)} runs, {runs.config.nunique()} configurations per task, seeds "
-            f"{','.join(map(str, sorted(runs.seed.unique())))}, {'/'.join(map(str, sorted(runs.designs.unique())))} designs, "
+            f"{len(runs)} runs, {runs.groupby('task').config.nunique().max()} configurations per task, seeds "
+            f"{','.join(map(str, sorted(runs.seed.unique())))}, "
+            f"{'/'.join(map(str, sorted(runs.designs.unique())))} designs, "
             f"{'/'.join(map(str, sorted(runs.steps.unique())))} steps; {task_minutes:.1f} "
             f"min of task time ({seconds / 60:.1f} min wall for this command); the oracle only "
             f"scores the metrics, no metric reads it. Reproduce: `{command}`")
@@ -284,6 +287,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help=f"steps per run (default {DNA_STEPS} for DNA "
                         f"tasks, the reference's {REFERENCE_STEPS['protein']} otherwise; --quick: half)")
     parser.add_argument("--holdout-fraction", type=float, default=0.2)
+    parser.add_argument("--members", type=int, default=SelectionSettings().members,
+                        help="members of the metrics' MLP ensembles (SelectionSettings.members)")
+    parser.add_argument("--evaluator-seed", type=int, default=SelectionSettings().seed,
+                        help="seed of the metrics' evaluators, with --rescore (SelectionSettings.seed)")
     parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="reference",
                         help="configurations: reference (backbone x method x (lr, target), the grid the default "
@@ -295,6 +302,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also judge each metric with draws as a sweep with this tie_break applies it: "
                         "'METRIC+TIE_BREAK' (bib_ray.sweep.choice); repeatable")
     parser.add_argument("--tie-margin", type=float, default=1.0, help="the sweep's tie_margin for --tie-break")
+    parser.add_argument("--baseline-config", default=None, help="also judge always taking this configuration "
+                        "(its label, e.g. ntk/bib/lr=0.1/target=10) as the metric 'always CONFIG' (no sweep)")
     parser.add_argument("--out", default="runs/selection")
     parser.add_argument("--doc", type=Path, help="also write the tables into this markdown file's "
                         "<!-- suite:selection --> block (e.g. docs/selection.md)")
@@ -309,7 +318,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: list[str], designs: int,
              steps: int | None, quick: bool, holdout_fraction: float, progress: bool,
-             grid_name: str = "reference") -> pd.DataFrame:
+             grid_name: str = "reference", members: int | None = None) -> pd.DataFrame:
     """One task of the benchmark: its runs (``select_runs``), then their oracle percentiles; keeps
     ``codes`` and adds ``seconds_task`` (this task's wall time)."""
     from bib_ray.tasks import load_task
@@ -319,7 +328,8 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
     steps = steps or default_steps(task) // (2 if quick else 1)
     configs = [sized(config, designs, steps) for config in GRIDS[grid_name]()]
     runs = select_runs(task, configs, seeds, metric_names, {"steps": steps, "designs": designs},
-                       holdout_fraction, progress=progress)
+                       holdout_fraction, SelectionSettings(members=members or SelectionSettings().members),
+                       progress=progress)
     runs = runs.assign(steps=runs.get("steps", pd.Series(steps, index=runs.index)).fillna(steps).astype(int),
                        designs=runs.get("designs", pd.Series(designs, index=runs.index)).fillna(designs).astype(int))
     scored = score_with_oracle(task, runs).assign(codes=list(runs.codes))
@@ -329,8 +339,8 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
 def rescore(out: Path, metric_names: list[str], data_dir: str | None, holdout_fraction: float,
             settings: SelectionSettings | None = None) -> pd.DataFrame:
     """The runs saved in ``out`` with the metrics in ``metric_names`` that read only the designs
-    scored again on the saved designs (same split, so the same evaluators); the metrics that read a
-    trial's models must already be columns."""
+    scored again on the saved designs (same split, so the same evaluators), their draws included; the
+    metrics that read a trial's models must already be columns."""
     from bib_ray.tasks import load_task
 
     paths = out / "selection_runs.csv", out / "selection_designs.npz"
@@ -348,8 +358,12 @@ def rescore(out: Path, metric_names: list[str], data_dir: str | None, holdout_fr
         offline = dataclasses.replace(load_task(spec, data_dir), oracle=None)
         rows = runs.task == spec
         for name, metric in fit_metrics(redo, *split_offline(offline, holdout_fraction), {}, settings).items():
-            runs.loc[rows, name] = [metric.score(Candidate(designs[f"{spec}|{r.config}|{r.seed}"], r.backbone))
-                                    for r in runs[rows].itertuples()]
+            candidates = [Candidate(designs[f"{spec}|{r.config}|{r.seed}"], r.backbone)
+                          for r in runs[rows].itertuples()]
+            runs.loc[rows, name] = [metric.score(candidate) for candidate in candidates]
+            draws = [metric.draws(candidate) for candidate in candidates]
+            if draws[0] is not None:
+                runs.loc[rows, f"{name} draws"] = [json.dumps([round(float(v), 6) for v in values]) for values in draws]
     return runs
 
 
@@ -372,7 +386,8 @@ def run(args: argparse.Namespace, command: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.rescore:
-        runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction)
+        runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction,
+                       SelectionSettings(members=args.members, seed=args.evaluator_seed))
         runs.to_csv(out / "selection_runs.csv", index=False)
         runs, metric_names = derived_metrics(runs, metric_names, args)
         return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
@@ -390,7 +405,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     todo = [spec for spec in tasks if spec not in done]
     arguments = dict(data_dir=args.data_dir, seeds=seeds, metric_names=metric_names, designs=designs,
                      steps=args.steps, quick=args.quick, holdout_fraction=args.holdout_fraction,
-                     progress=not args.quiet, grid_name=args.grid)
+                     progress=not args.quiet, grid_name=args.grid, members=args.members)
 
     def keep(runs: pd.DataFrame) -> None:
         designs_kept.update({f"{r.task}|{r.config}|{r.seed}": np.asarray(r.codes) for r in runs.itertuples()})
@@ -414,14 +429,19 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 def derived_metrics(runs: pd.DataFrame, metric_names: list[str], args: argparse.Namespace
                     ) -> tuple[pd.DataFrame, list[str]]:
-    """``runs`` with the columns of ``--ensemble`` (rank-ensemble) and ``--tie-break`` (METRIC+TIE_BREAK),
-    and the metric names to judge."""
+    """``runs`` with the columns of ``--ensemble`` (rank-ensemble), ``--baseline-config`` (always CONFIG) and
+    ``--tie-break`` (METRIC+TIE_BREAK), and the metric names to judge."""
     if args.ensemble:
         members = [m.strip() for m in args.ensemble.split(",") if m.strip()]
         if not set(members) <= set(metric_names):
             raise UserError(f"--ensemble {members}: each must be one of --metrics")
         runs["rank-ensemble"] = rank_ensemble(runs, members)
         metric_names = [*metric_names, "rank-ensemble"]
+    if args.baseline_config:
+        if args.baseline_config not in set(runs.config):
+            raise UserError(f"--baseline-config {args.baseline_config!r} is not a configuration of these runs")
+        runs[f"always {args.baseline_config}"] = (runs.config == args.baseline_config).astype(float)
+        metric_names = [*metric_names, f"always {args.baseline_config}"]
     ruled = [name for name in metric_names if f"{name} draws" in runs.columns]
     for tie_break in args.tie_break:
         for name in ruled:

@@ -12,9 +12,9 @@ tied trials it takes is ``tie_break``:
 - ``conservative``: the smallest mean Hamming distance from its designs to the nearest training row,
   then the metric.
 
-The default is measured: on the selection benchmark's tuning split (reference grid, seeds 0-2) acting
-on ties raised ``expected-max``'s mean regret from 0.029 to 0.047 (``defaults``, margin 0.5) or 0.090
-(``defaults``, margin 1) and 0.093 (``conservative``, margin 1); docs/selection.md.
+The default is measured: on the selection benchmark's tuning split (reference grid, seeds 0-2, 16-member
+evaluators) acting on ties raised ``mean-top``'s mean regret from 0.042 to 0.055-0.064 (``defaults``) and
+0.055 (``conservative``, margin 1), or left it at 0.041 (``conservative``, margin 0.5); docs/selection.md.
 Trials without draws (metrics without a spread) are chosen by the metric alone, and the line says so.
 """
 

@@ -99,7 +99,7 @@ def test_gp_metrics_prefer_designs_the_data_support_and_give_paired_draws():
     data = SelectionData(vocab, codes[:240], y[:240], codes[240:], y[240:])
     good = rng.choice(vocab, (40, length), p=[0.1, 0.1, 0.7, 0.1])  # mostly 2s
     poor = rng.choice(vocab, (40, length), p=[0.7, 0.1, 0.1, 0.1])
-    for name in ("gp-max", "gp-lcb", "expected-max"):
+    for name in ("gp-max", "gp-lcb", "expected-max", "mean-top"):
         metric = METRICS[name](SelectionSettings(train_steps=200, draws=64)).fit(data)
         assert metric.score(Candidate(good, "tiny")) > metric.score(Candidate(poor, "tiny")), name
         draws = metric.draws(Candidate(good, "tiny"))

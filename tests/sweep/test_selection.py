@@ -224,12 +224,31 @@ def test_judge_scores_a_perfect_and_an_inverted_metric():
                          "p100": [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1], "p50": [0.1, 0.2, 0.3, 0.4] * 2})
     runs["right"], runs["wrong"], runs["flat"] = runs.p100, -runs.p100, 1.0
     judged = bench.judge(runs, ["right", "wrong", "flat"]).set_index("metric")
-    assert judged.loc["right", ["rho100", "regret", "percentile", ">= median"]].tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert judged.loc["right", ["rho100", "regret", "percentile", ">= median", ">= mean"]].tolist() == [1.0, 0.0, 1.0,
+                                                                                                        1.0, 1.0]
     assert judged.loc["wrong", "rho100"] == -1.0 and judged.loc["wrong", "percentile"] == 0.0
+    assert judged.loc["wrong", ">= mean"] == 0.0
+    assert judged.loc["flat", ">= mean"] == 1.0  # the tied configurations' mean is the grid's mean
     assert judged.loc["wrong", "regret"] == pytest.approx(0.3)
     assert judged.loc["flat", "regret"] == pytest.approx(0.15)  # ties: the mean over the tied configurations
     table = bench.overall(judged.reset_index())
     assert table.set_index("metric").loc["right", "tasks >= median"] == "1/1"
+    assert table.set_index("metric").loc["wrong", "tasks >= mean"] == "0/1"
+
+
+def test_baseline_config_is_judged_as_always_taking_that_configuration():
+    import argparse
+
+    runs = pd.DataFrame({"task": "t", "config": list("abcd"), "seed": 0, "p100": [0.1, 0.2, 0.3, 0.4],
+                         "p50": 0.0, "m": [4.0, 3.0, 2.0, 1.0]})
+    args = argparse.Namespace(ensemble=None, baseline_config="b", tie_break=[], tie_margin=1.0)
+    runs, names = bench.derived_metrics(runs, ["m"], args)
+    judged = bench.judge(runs, names).set_index("metric")
+    assert names == ["m", "always b"] and judged.loc["always b", "regret"] == pytest.approx(0.2)
+    assert judged.loc["always b", ">= mean"] == 0.0 and judged.loc["m", "regret"] == pytest.approx(0.3)
+    with pytest.raises(UserError, match="not a configuration"):
+        bench.derived_metrics(runs, ["m"], argparse.Namespace(ensemble=None, baseline_config="z", tie_break=[],
+                                                               tie_margin=1.0))
 
 
 def test_rank_ensemble_averages_each_metrics_rank_within_a_task_and_seed():
@@ -251,6 +270,15 @@ def test_the_tie_rule_column_takes_the_default_configuration_among_indistinguish
     np.testing.assert_array_equal(bench.with_tie_rule(runs, "m", "conservative"), [1.0, 0.0, 0.0])
 
 
+def test_mixed_grid_sizes_runs_in_multiples_of_the_benchmarks_designs_and_steps():
+    configs = [bench.sized(config, designs=48, steps=25) for config in bench.mixed_grid()]
+    assert len(configs) == 18 and {c["backbone"] for c in configs} == {"tiny", "onehot", "ntk"}
+    assert sorted(c.get("designs", 48) for c in configs) == [48] * 15 + [96] * 3
+    assert sorted(c.get("steps", 25) for c in configs) == [25] * 15 + [50] * 3
+    labels = [bench.config_label(c) for c in configs]
+    assert len(set(labels)) == 18 and "ntk/bib/lr=0.1/target=10/designs=96" in labels
+
+
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
     spec = "ehrlich:length=8,states=4,motifs=1,motif_length=2,offline=300"
     code = bench.main(["--tasks", spec, "--seeds", "0", "--designs", "4", "--steps", "2", "--quiet",
@@ -269,6 +297,7 @@ def test_selection_benchmark_end_to_end(tmp_path, capsys):
                        "--out", str(tmp_path)]) == 0
     rescored = pd.read_csv(tmp_path / "selection_runs.csv")
     assert rescored["expected-max"].notna().all() and len(rescored) == len(runs)
+    assert all(len(json.loads(text)) == SelectionSettings().members for text in rescored["expected-max draws"])
     np.testing.assert_allclose(rescored.pessimistic, saved, rtol=1e-5)  # same split, same evaluator
     with pytest.raises(UserError, match="holdout"):  # reads the trials' models, which were not kept
         bench.main(["--rescore", "--metrics", "holdout", "--out", str(tmp_path)])
@@ -283,7 +312,7 @@ def test_sweep_yaml_accepts_every_metric_and_rejects_others(tmp_path):
 
     for name in METRIC_NAMES:
         assert load(metric=name).metric == name
-    assert load().metric == "expected-max"
+    assert load().metric == "mean-top"
     assert load(selection={"pessimism": 2.0}).selection_settings().pessimism == 2.0
     for bad, message in [({"metric": "oracle"}, "metric"), ({"selection": {"pessimism": -1}}, "pessimism"),
                          ({"selection": {"surprise": 1}}, "surprise")]:
