@@ -14,7 +14,8 @@ designs, and it is used for nothing but judging the metrics: per task and metric
   percentile over the grid;
 - regret: the grid's best 100th percentile minus that of the configuration the metric picks;
 - percentile: the picked configuration's rank in the grid by the 100th percentile (1 = best,
-  0 = worst; ties count half), and ``>= median``: whether it is at or above the grid's median;
+  0 = worst; ties count half), ``>= median`` / ``>= mean``: whether it is at or above the grid's median /
+  mean, and ``vs mean``: its 100th percentile minus the grid's mean;
 
 each for one seed's grid (a metric's ties: the mean over the tied configurations), then averaged
 over seeds. Writes ``selection_runs.csv`` (one row per run), ``selection_summary.csv``,
@@ -217,6 +218,7 @@ def judge(runs: pd.DataFrame, metric_names: list[str]) -> pd.DataFrame:
                              "regret": p100.max() - p100[chosen].mean(), "percentile": float(np.mean(rank)),
                              ">= median": float(np.mean(p100[chosen] >= np.median(p100))),
                              ">= mean": float(p100[chosen].mean() >= p100.mean() - 1e-12),
+                             "vs mean": float(p100[chosen].mean() - p100.mean()),
                              "picked p100": p100[chosen].mean(), "best p100": p100.max(),
                              "median p100": float(np.median(p100))})
         mean = pd.DataFrame(per_seed).mean()
@@ -232,6 +234,7 @@ def overall(judged: pd.DataFrame) -> pd.DataFrame:
     table = grouped[["rho100", "rho50", "regret", "percentile"]].mean()
     table["tasks >= median"] = grouped[">= median"].apply(lambda s: f"{(s >= 1).sum()}/{len(s)}")
     table["tasks >= mean"] = grouped[">= mean"].apply(lambda s: f"{(s >= 1).sum()}/{len(s)}")
+    table["tasks >= mean (seed mean)"] = grouped["vs mean"].apply(lambda s: f"{(s >= -1e-12).sum()}/{len(s)}")
     return table.reset_index()
 
 
@@ -258,7 +261,8 @@ def seed_agreement(runs: pd.DataFrame) -> float:
 
 
 def report(judged: pd.DataFrame, runs: pd.DataFrame, command: str, seconds: float) -> str:
-    per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", ">= mean", "picked"]]
+    per_task = judged[["task", "metric", "rho100", "rho50", "regret", "percentile", ">= median", ">= mean", "vs mean",
+                       "picked"]]
     grids = runs.groupby("task").p100.agg(["min", "median", "max"])
     grids["oracle seed-to-seed rho"] = [seed_agreement(runs[runs.task == task]) for task in grids.index]
     grids = grids.reset_index()
@@ -312,6 +316,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore", action="store_true", help="run nothing: score the designs saved in OUT "
                         "again with those --metrics that read only designs (the others keep their saved "
                         "columns), and judge them")
+    parser.add_argument("--judge", action="store_true", help="run and fit nothing: judge the --metrics columns "
+                        "already saved in OUT/selection_runs.csv (e.g. after --rescore)")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run in parallel worker processes (default 1)")
     parser.add_argument("--quiet", action="store_true")
 
@@ -385,6 +391,16 @@ def run(args: argparse.Namespace, command: str) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.judge:
+        path = out / "selection_runs.csv"
+        if not path.exists():
+            raise UserError(f"--judge needs {path} from an earlier run")
+        runs = pd.read_csv(path)
+        missing = sorted(set(metric_names) - set(runs.columns))
+        if missing:
+            raise UserError(f"{path} has no columns {missing}: score them first (--rescore)")
+        runs, metric_names = derived_metrics(runs, metric_names, args)
+        return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
     if args.rescore:
         runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction,
                        SelectionSettings(members=args.members, seed=args.evaluator_seed))

@@ -227,13 +227,19 @@ def test_judge_scores_a_perfect_and_an_inverted_metric():
     assert judged.loc["right", ["rho100", "regret", "percentile", ">= median", ">= mean"]].tolist() == [1.0, 0.0, 1.0,
                                                                                                         1.0, 1.0]
     assert judged.loc["wrong", "rho100"] == -1.0 and judged.loc["wrong", "percentile"] == 0.0
-    assert judged.loc["wrong", ">= mean"] == 0.0
+    assert judged.loc["wrong", ">= mean"] == 0.0 and judged.loc["wrong", "vs mean"] == pytest.approx(-0.15)
     assert judged.loc["flat", ">= mean"] == 1.0  # the tied configurations' mean is the grid's mean
     assert judged.loc["wrong", "regret"] == pytest.approx(0.3)
     assert judged.loc["flat", "regret"] == pytest.approx(0.15)  # ties: the mean over the tied configurations
     table = bench.overall(judged.reset_index())
     assert table.set_index("metric").loc["right", "tasks >= median"] == "1/1"
     assert table.set_index("metric").loc["wrong", "tasks >= mean"] == "0/1"
+    assert table.set_index("metric").loc["right", "tasks >= mean (seed mean)"] == "1/1"
+    one_bad_seed = runs.assign(m=[0.1, 0.2, 0.3, 0.4, 0.0, 0.0, 0.3, 0.0])  # seed 1 picks 0.2 < 0.25 < 0.4
+    judged = bench.judge(one_bad_seed, ["m"]).set_index("metric")
+    assert judged.loc["m", ">= mean"] == 0.5 and judged.loc["m", "vs mean"] == pytest.approx(0.05)
+    table = bench.overall(judged.reset_index()).set_index("metric")
+    assert table.loc["m", "tasks >= mean"] == "0/1" and table.loc["m", "tasks >= mean (seed mean)"] == "1/1"
 
 
 def test_baseline_config_is_judged_as_always_taking_that_configuration():
@@ -299,6 +305,11 @@ def test_selection_benchmark_end_to_end(tmp_path, capsys):
     assert rescored["expected-max"].notna().all() and len(rescored) == len(runs)
     assert all(len(json.loads(text)) == SelectionSettings().members for text in rescored["expected-max draws"])
     np.testing.assert_allclose(rescored.pessimistic, saved, rtol=1e-5)  # same split, same evaluator
+    # --judge fits nothing: it judges the saved columns again
+    assert bench.main(["--judge", "--quiet", "--metrics", "pessimistic,expected-max", "--out", str(tmp_path)]) == 0
+    assert set(pd.read_csv(tmp_path / "selection_summary.csv").metric) == {"pessimistic", "expected-max"}
+    with pytest.raises(UserError, match="no columns"):
+        bench.main(["--judge", "--metrics", "mean-top", "--out", str(tmp_path)])
     with pytest.raises(UserError, match="holdout"):  # reads the trials' models, which were not kept
         bench.main(["--rescore", "--metrics", "holdout", "--out", str(tmp_path)])
 
