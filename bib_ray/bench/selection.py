@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,8 @@ from bib_ray.sweep.selection import (
     Candidate,
     RowEmbeddings,
     SelectionSettings,
+    draws_from_json,
+    draws_to_json,
     fit_metrics,
     rank_correlation,
     split_offline,
@@ -122,7 +123,7 @@ def with_tie_rule(runs: pd.DataFrame, metric: str, tie_break: str, tie_margin: f
     defaults = DesignConfig().model_dump()
     picked = pd.Series(0.0, index=runs.index)
     for _, group in runs.groupby(["task", "seed"]):
-        draws = {label: np.asarray(json.loads(text)) for label, text in group[f"{metric} draws"].items()}
+        draws = {label: draws_from_json(text) for label, text in group[f"{metric} draws"].items()}
         names = [name for name in SWEPT if name in group.columns]
         choice = choose_trial(group, metric, draws, settings_changed(group, names, defaults),
                               group.design_distance.astype(float), tie_margin, tie_break)
@@ -147,7 +148,8 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
                 settings: SelectionSettings | None = None, progress: bool = False) -> pd.DataFrame:
     """Run every configuration for every seed on the training split of ``task`` and score each run
     with every metric. The runs and metrics get the task without its oracle. Returns one row per run:
-    the configuration, ``seed``, one column per metric and ``codes`` (the final designs, (B, L))."""
+    the configuration, ``seed``, the run's ``designs`` and ``steps``, one column per metric and ``codes``
+    (the final designs, (B, L))."""
     from bib_ray.run.config import build_config
     from bib_ray.run.engine import run_design
     from bib_ray.run.executor import LocalExecutor
@@ -173,15 +175,16 @@ def select_runs(task: Task, configs: list[dict], seeds: list[int], metric_names:
         for seed in seeds:
             started = time.perf_counter()
             fit = fitted[config["backbone"]]
-            result = run_design(build_config({**base, **config, "seeds": [seed]}), train, executor,
-                                fitted=fit).seeds[0]
+            run_config = build_config({**base, **config, "seeds": [seed]}).resolved_for(task.alphabet)
+            result = run_design(run_config, train, executor, fitted=fit).seeds[0]
             candidate = Candidate(result.trajectory.final_codes, config["backbone"], fit.proxy, result.aux,
                                   fit.embedder.embed_codes)
-            draws = {name: metric.draws(candidate) for name, metric in metrics.items()}
+            evaluated = {name: metric.evaluate(candidate) for name, metric in metrics.items()}
             row = {"task": task.name, "config": config_label(config), **config, "seed": seed,
-                   **{name: metric.score(candidate) for name, metric in metrics.items()},
-                   **{f"{name} draws": json.dumps([round(float(v), 6) for v in values])
-                      for name, values in draws.items() if values is not None},
+                   "designs": run_config.designs, "steps": run_config.resolved_steps,
+                   **{name: score for name, (score, _) in evaluated.items()},
+                   **{f"{name} draws": draws_to_json(draws) for name, (_, draws) in evaluated.items()
+                      if draws is not None},
                    "design_distance": float(nearest_hamming(candidate.designs, train.x).mean()),
                    "unique_designs": len(np.unique(candidate.designs, axis=0)),
                    "seconds": time.perf_counter() - started, "codes": candidate.designs}
@@ -336,8 +339,6 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
     runs = select_runs(task, configs, seeds, metric_names, {"steps": steps, "designs": designs},
                        holdout_fraction, SelectionSettings(members=members or SelectionSettings().members),
                        progress=progress)
-    runs = runs.assign(steps=runs.get("steps", pd.Series(steps, index=runs.index)).fillna(steps).astype(int),
-                       designs=runs.get("designs", pd.Series(designs, index=runs.index)).fillna(designs).astype(int))
     scored = score_with_oracle(task, runs).assign(codes=list(runs.codes))
     return scored.assign(seconds_task=time.perf_counter() - started)
 
@@ -349,16 +350,12 @@ def rescore(out: Path, metric_names: list[str], data_dir: str | None, holdout_fr
     metrics that read a trial's models must already be columns."""
     from bib_ray.tasks import load_task
 
-    paths = out / "selection_runs.csv", out / "selection_designs.npz"
-    if not all(path.exists() for path in paths):
-        raise UserError(f"--rescore needs {paths[0]} and {paths[1]} from an earlier run")
-    runs = pd.read_csv(paths[0])
     redo = [name for name in metric_names if not METRICS[name].reads_trial]
-    missing = sorted(set(metric_names) - set(redo) - set(runs.columns))
-    if missing:
-        raise UserError(f"{paths[0]} has no columns {missing}, and these metrics read the trials' models: "
-                        f"run the grid again to add them")
-    with np.load(paths[1]) as saved:
+    runs = saved_runs(out, [name for name in metric_names if name not in redo],
+                      "these metrics read the trials' models: run the grid again to add them")
+    if not (out / "selection_designs.npz").exists():
+        raise UserError(f"--rescore needs {out / 'selection_designs.npz'} from an earlier run")
+    with np.load(out / "selection_designs.npz") as saved:
         designs = {key: saved[key] for key in saved.files}
     for spec in runs.task.unique():
         offline = dataclasses.replace(load_task(spec, data_dir), oracle=None)
@@ -366,53 +363,35 @@ def rescore(out: Path, metric_names: list[str], data_dir: str | None, holdout_fr
         for name, metric in fit_metrics(redo, *split_offline(offline, holdout_fraction), {}, settings).items():
             candidates = [Candidate(designs[f"{spec}|{r.config}|{r.seed}"], r.backbone)
                           for r in runs[rows].itertuples()]
-            runs.loc[rows, name] = [metric.score(candidate) for candidate in candidates]
-            draws = [metric.draws(candidate) for candidate in candidates]
+            scores, draws = zip(*(metric.evaluate(candidate) for candidate in candidates))
+            runs.loc[rows, name] = scores
             if draws[0] is not None:
-                runs.loc[rows, f"{name} draws"] = [json.dumps([round(float(v), 6) for v in values]) for values in draws]
+                runs.loc[rows, f"{name} draws"] = [draws_to_json(values) for values in draws]
     return runs
 
 
-def run(args: argparse.Namespace, command: str) -> int:
+def saved_runs(out: Path, metric_names: list[str], advice: str) -> pd.DataFrame:
+    """``OUT/selection_runs.csv`` from an earlier run, which must hold a column per metric in ``metric_names``."""
+    path = out / "selection_runs.csv"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run the grid into {out} first")
+    runs = pd.read_csv(path)
+    missing = sorted(set(metric_names) - set(runs.columns))
+    if missing:
+        raise UserError(f"{path} has no columns {missing}: {advice}")
+    return runs
+
+
+def run_grid(args: argparse.Namespace, out: Path, tasks: list[str], metric_names: list[str], seeds: list[int],
+             designs: int) -> pd.DataFrame:
+    """Every task's runs (``run_task``; ``--jobs`` tasks at once), saved under ``out`` after each task;
+    ``--resume`` keeps the tasks already saved there."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    from bib_ray.bench.suite import doc_block, split_task_list
-
-    tasks = split_task_list(args.tasks or (QUICK_TASKS if args.quick else TASKS))
-    metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = sorted(set(metric_names) - set(METRIC_NAMES))
-    if unknown:
-        raise UserError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_NAMES)}")
-    seeds = parse_seeds(args.seeds or ("0" if args.quick else "0,1"))
-    designs = args.designs or (32 if args.quick else 64)
-    if args.doc is not None:
-        doc_block(args.doc, "selection")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.judge:
-        path = out / "selection_runs.csv"
-        if not path.exists():
-            raise UserError(f"--judge needs {path} from an earlier run")
-        runs = pd.read_csv(path)
-        missing = sorted(set(metric_names) - set(runs.columns))
-        if missing:
-            raise UserError(f"{path} has no columns {missing}: score them first (--rescore)")
-        runs, metric_names = derived_metrics(runs, metric_names, args)
-        return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
-    if args.rescore:
-        runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction,
-                       SelectionSettings(members=args.members, seed=args.evaluator_seed))
-        runs.to_csv(out / "selection_runs.csv", index=False)
-        runs, metric_names = derived_metrics(runs, metric_names, args)
-        return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
     frames, designs_kept = [], {}
     if args.resume and (out / "selection_runs.csv").exists():
-        earlier = pd.read_csv(out / "selection_runs.csv")
-        missing = sorted(set(metric_names) - set(earlier.columns))
-        if missing:
-            raise UserError(f"{out / 'selection_runs.csv'} has no columns {missing}: resume with the same --metrics")
+        earlier = saved_runs(out, metric_names, "resume with the same --metrics")
         frames.append(earlier[earlier.task.isin(tasks)])
         if (out / "selection_designs.npz").exists():
             with np.load(out / "selection_designs.npz") as kept:
@@ -438,7 +417,32 @@ def run(args: argparse.Namespace, command: str) -> int:
     else:
         for spec in todo:
             keep(run_task(spec, **arguments))
-    runs = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    from bib_ray.bench.suite import doc_block, split_task_list
+
+    tasks = split_task_list(args.tasks or (QUICK_TASKS if args.quick else TASKS))
+    metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = sorted(set(metric_names) - set(METRIC_NAMES))
+    if unknown:
+        raise UserError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_NAMES)}")
+    seeds = parse_seeds(args.seeds or ("0" if args.quick else "0,1"))
+    designs = args.designs or (32 if args.quick else 64)
+    if args.doc is not None:
+        doc_block(args.doc, "selection")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.judge:
+        runs = saved_runs(out, metric_names, "score them first (--rescore)")
+    elif args.rescore:
+        runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction,
+                       SelectionSettings(members=args.members, seed=args.evaluator_seed))
+        runs.to_csv(out / "selection_runs.csv", index=False)
+    else:
+        runs = run_grid(args, out, tasks, metric_names, seeds, designs)
     runs, metric_names = derived_metrics(runs, metric_names, args)
     return write_report(runs, metric_names, out, args.doc, command, time.perf_counter() - started)
 

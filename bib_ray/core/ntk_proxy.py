@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from bib_ray.core.ntk import ReluNTK
+from bib_ray.core.proxy import DesignProxy
 from bib_ray.errors import UserError
 
 KERNEL_BLOCK_ROWS = 512  # rows of K_XX per kernel call: bounds the kernel's M-wide temporaries
-from bib_ray.core.proxy import DesignProxy
 
 
 def kernel_rows(count: int, max_rows: int, seed: int = 0) -> np.ndarray:

@@ -19,7 +19,6 @@ the NTK proxy from a copy of it).
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -46,8 +45,8 @@ from bib_ray.errors import UserError
 from bib_ray.run.config import DesignConfig
 from bib_ray.sweep.choice import Choice, choose_trial, settings_changed
 from bib_ray.sweep.config import Distribution, SweepConfig
-from bib_ray.sweep.selection import (METRICS, Candidate, RowEmbeddings, SelectionMetric, fit_metrics, needs_split,
-                                     split_offline, top_rows)
+from bib_ray.sweep.selection import (METRICS, Candidate, RowEmbeddings, SelectionMetric, draws_from_json,
+                                     draws_to_json, fit_metrics, needs_split, split_offline, top_rows)
 from bib_ray.tasks import Task
 from bib_ray.tasks.evaluation import nearest_hamming
 
@@ -162,10 +161,10 @@ def run_trial(hyperparameters: dict, sweep: SweepConfig, train_task: Task,
     run = run_design(config, train_task, executor, fitted=fitted, on_step=report)
     result = run.seeds[0]
     final = result.trajectory.final_codes
-    draws = metric.draws(Candidate(final, config.backbone, fitted.proxy, aux, embedder.embed_codes))
-    metrics = {METRIC: score(final), "step": config.resolved_steps,
+    final_score, draws = metric.evaluate(Candidate(final, config.backbone, fitted.proxy, aux, embedder.embed_codes))
+    metrics = {METRIC: final_score, "step": config.resolved_steps,
                "design_distance": float(nearest_hamming(final, train_task.x).mean()),
-               DRAWS: json.dumps(None if draws is None else [round(float(v), 6) for v in draws])}
+               DRAWS: draws_to_json(draws)}
     if result.oracle_summary is not None:
         metrics.update(oracle_p100_reporting_only=result.oracle_summary["p100"],
                        oracle_p50_reporting_only=result.oracle_summary["p50"])
@@ -231,8 +230,7 @@ def _first_line(error: BaseException | None) -> str:
 
 def trial_draws(metrics: dict) -> np.ndarray | None:
     """The metric draws a trial reported (None when it reported none, or its metric has no spread)."""
-    values = json.loads(metrics.get(DRAWS) or "null")
-    return None if values is None else np.asarray(values, dtype=np.float64)
+    return draws_from_json(metrics.get(DRAWS))
 
 
 def results_table(grid, sweep: SweepConfig) -> pd.DataFrame:

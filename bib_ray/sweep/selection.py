@@ -70,6 +70,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -337,14 +338,76 @@ class SelectionMetric(ABC):
         with torch.no_grad():
             return self._draws(candidate)
 
+    def evaluate(self, candidate: Candidate) -> tuple[float, np.ndarray | None]:
+        """(``score``, ``draws``) of one trial, evaluating the designs once where the two share that work."""
+        if not self.fitted:
+            raise RuntimeError(f"metric {self.name}: call fit before evaluate")
+        with torch.no_grad():
+            score, draws = self._evaluate(candidate)
+        return float(score), draws
+
     def _draws(self, candidate: Candidate) -> np.ndarray | None:
         return None
+
+    def _evaluate(self, candidate: Candidate) -> tuple[float, np.ndarray | None]:
+        return self._score(candidate), self._draws(candidate)
 
     @abstractmethod
     def _fit(self, data: SelectionData) -> None: ...
 
     @abstractmethod
     def _score(self, candidate: Candidate) -> float: ...
+
+
+class DrawMeanMetric(SelectionMetric):
+    """A metric whose score is the mean of its draws (each draw one evaluator member or posterior sample)."""
+
+    @abstractmethod
+    def _draws(self, candidate: Candidate) -> np.ndarray: ...
+
+    def _score(self, candidate: Candidate) -> float:
+        return float(self._draws(candidate).mean())
+
+    def _evaluate(self, candidate: Candidate) -> tuple[float, np.ndarray]:
+        draws = self._draws(candidate)
+        return float(draws.mean()), draws
+
+
+class LowerBoundMetric(SelectionMetric):
+    """A metric that scores per-design lower bounds (``lower_bounds``): their mean over all designs, or
+    (``top_only``) over the best ``top_designs`` fraction; draws: the same over resamples of the designs."""
+
+    top_only: ClassVar[bool] = False
+
+    @abstractmethod
+    def lower_bounds(self, designs: np.ndarray) -> np.ndarray: ...
+
+    def _score(self, candidate: Candidate) -> float:
+        return aggregate(self.lower_bounds(candidate.designs), self.top_only, self.settings.top_designs)
+
+    def _draws(self, candidate: Candidate) -> np.ndarray:
+        return bootstrap(self.lower_bounds(candidate.designs), self.top_only, self.settings)
+
+    def _evaluate(self, candidate: Candidate) -> tuple[float, np.ndarray]:
+        bounds = self.lower_bounds(candidate.designs)
+        return aggregate(bounds, self.top_only, self.settings.top_designs), bootstrap(bounds, self.top_only,
+                                                                                      self.settings)
+
+
+def draws_to_json(draws: np.ndarray | None) -> str:
+    """A metric's draws as the JSON list a trial reports and the benchmark saves (6 decimals; null for none)."""
+    return json.dumps(None if draws is None else [round(float(v), 6) for v in draws])
+
+
+def draws_from_json(text: str | None) -> np.ndarray | None:
+    """``draws_to_json``'s inverse (None for null or no text)."""
+    values = json.loads(text or "null")
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
+def member_predictions(evaluator: AuxiliaryEnsemble, designs: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Each member's prediction for each design (M, B), float64, from one-hot features."""
+    return evaluator(one_hot(designs, vocab_size)).double().numpy()
 
 
 class HoldoutMetric(SelectionMetric):
@@ -397,14 +460,13 @@ class AuxMetric(SelectionMetric):
         return float(aux.mean(phi.to(aux.w1.device)).mean())
 
 
-class PessimisticMetric(SelectionMetric):
+class PessimisticMetric(LowerBoundMetric):
     """Lower confidence bound mu - k * s * sigma per design under one calibrated one-hot MLP
     ensemble trained on all held-out rows, averaged over all designs (``top_designs`` None) or over
     the best ``top_designs`` fraction; in standardised held-out label units."""
 
     name = "pessimistic"
     summary = "calibrated one-hot MLP ensemble on the held-out rows, mean - k std (mean over designs)"
-    top_only = False
 
     def _fit(self, data: SelectionData) -> None:
         self.evaluator, self.scale = fit_calibrated_ensemble(data.held_x, data.held_z(), data.vocab_size,
@@ -413,14 +475,8 @@ class PessimisticMetric(SelectionMetric):
 
     def lower_bounds(self, designs: np.ndarray) -> np.ndarray:
         """mu - k * s * sigma of each design (B,)."""
-        members = self.evaluator(one_hot(designs, self.vocab_size)).double().numpy()
+        members = member_predictions(self.evaluator, designs, self.vocab_size)
         return members.mean(0) - self.settings.pessimism * self.scale * members.std(0)
-
-    def _score(self, candidate: Candidate) -> float:
-        return aggregate(self.lower_bounds(candidate.designs), self.top_only, self.settings.top_designs)
-
-    def _draws(self, candidate: Candidate) -> np.ndarray:
-        return bootstrap(self.lower_bounds(candidate.designs), self.top_only, self.settings)
 
 
 class PessimisticTopMetric(PessimisticMetric):
@@ -429,7 +485,7 @@ class PessimisticTopMetric(PessimisticMetric):
     top_only = True
 
 
-class ExpectedMaxMetric(SelectionMetric):
+class ExpectedMaxMetric(DrawMeanMetric):
     """E_m[max_b f_m(x_b)]: the expected best design of the batch, each member's predictions
     f_m = mu + s (f_m - mu) widened by the calibrated spread scale s, under one one-hot MLP ensemble
     trained on every offline row (training split and held-out rows); standardised label units."""
@@ -441,17 +497,14 @@ class ExpectedMaxMetric(SelectionMetric):
         self.evaluator, self.scale = fit_calibrated_ensemble(*data.all_rows(), data.vocab_size, self.settings)
         self.vocab_size = data.vocab_size
 
-    def _score(self, candidate: Candidate) -> float:
-        return float(self._draws(candidate).mean())
-
     def _draws(self, candidate: Candidate) -> np.ndarray:
         """Each member's best design (M,), members widened by the calibrated spread scale."""
-        members = self.evaluator(one_hot(candidate.designs, self.vocab_size)).double().numpy()
+        members = member_predictions(self.evaluator, candidate.designs, self.vocab_size)
         mean = members.mean(0)
         return (mean + self.scale * (members - mean)).max(1)
 
 
-class MeanTopMetric(SelectionMetric):
+class MeanTopMetric(DrawMeanMetric):
     """mean over the best ``top_designs`` fraction of the designs (ranked by mu) of mu(x_b) = E_m[f_m(x_b)],
     under a one-hot MLP ensemble trained on every offline row; standardised label units. No spread enters
     the score: the members only average out one network's noise. Draws: each member's mean over the same
@@ -465,18 +518,14 @@ class MeanTopMetric(SelectionMetric):
         self.evaluator = fit_onehot_ensemble(codes, z, data.vocab_size, self.settings, self.settings.seed + 1)
         self.vocab_size = data.vocab_size
 
-    def _score(self, candidate: Candidate) -> float:
-        return float(self._draws(candidate).mean())
-
     def _draws(self, candidate: Candidate) -> np.ndarray:
         """Each member's mean over the designs the ensemble mean ranks in the top ``top_designs`` (M,)."""
-        members = self.evaluator(one_hot(candidate.designs, self.vocab_size)).double().numpy()
-        count = max(1, math.ceil(self.settings.top_designs * members.shape[1]))
-        best = np.argsort(-members.mean(0), kind="stable")[:count]
+        members = member_predictions(self.evaluator, candidate.designs, self.vocab_size)
+        best = np.argsort(-members.mean(0), kind="stable")[:top_count(self.settings.top_designs, members.shape[1])]
         return members[:, best].mean(1)
 
 
-class GPMaxMetric(SelectionMetric):
+class GPMaxMetric(DrawMeanMetric):
     """E[max_b f(x_b)] over joint posterior samples of a Hamming-kernel Gaussian process fitted on every
     offline row (standardised labels; the same posterior seed for every trial)."""
 
@@ -490,35 +539,32 @@ class GPMaxMetric(SelectionMetric):
         self.gp = fit_hamming_gp(codes, z, data.vocab_size, self.settings.gp_rows, self.settings.calibration,
                                  self.settings.seed)
 
-    def _score(self, candidate: Candidate) -> float:
-        return float(self._draws(candidate).mean())
-
     def _draws(self, candidate: Candidate) -> np.ndarray:
         return self.gp.sample_maxima(candidate.designs, self.settings.draws, self.settings.seed)
 
 
-class GPLowerBoundMetric(GPMaxMetric):
-    """mu - k * sigma per design under the same Gaussian process, averaged over the best ``top_designs``
-    fraction of the designs."""
+class GPLowerBoundMetric(LowerBoundMetric, GPMaxMetric):
+    """mu - k * sigma per design under the same Gaussian process (``GPMaxMetric``'s fit), averaged over the
+    best ``top_designs`` fraction of the designs."""
 
     name = "gp-lcb"
     summary = "lower bound mu - k sigma of the Gaussian process, averaged over the best designs"
+    top_only = True
 
     def lower_bounds(self, designs: np.ndarray) -> np.ndarray:
         mean, sd = self.gp.posterior(designs)
         return (mean - self.settings.pessimism * sd).numpy()
 
-    def _score(self, candidate: Candidate) -> float:
-        return aggregate(self.lower_bounds(candidate.designs), True, self.settings.top_designs)
 
-    def _draws(self, candidate: Candidate) -> np.ndarray:
-        return bootstrap(self.lower_bounds(candidate.designs), True, self.settings)
+def top_count(fraction: float, designs: int) -> int:
+    """How many designs are the best ``fraction`` of ``designs`` (at least one)."""
+    return max(1, math.ceil(fraction * designs))
 
 
 def aggregate(values: np.ndarray, top_only: bool, top_fraction: float) -> float:
     """Mean of per-design values, or (``top_only``) of the best ``top_fraction`` of them."""
     if top_only:
-        values = np.sort(values)[-max(1, math.ceil(top_fraction * len(values))):]
+        values = np.sort(values)[-top_count(top_fraction, len(values)):]
     return float(np.mean(values))
 
 
@@ -526,7 +572,10 @@ def bootstrap(values: np.ndarray, top_only: bool, settings: SelectionSettings) -
     """``aggregate`` over ``settings.draws`` resamples of the designs (the same resamples for every trial
     with as many designs)."""
     picks = np.random.default_rng(settings.seed).integers(0, len(values), (settings.draws, len(values)))
-    return np.array([aggregate(values[pick], top_only, settings.top_designs) for pick in picks])
+    resamples = values[picks]  # (draws, B)
+    if top_only:
+        resamples = np.sort(resamples, axis=1)[:, -top_count(settings.top_designs, len(values)):]
+    return resamples.mean(1)
 
 
 class ProxyRankMetric(SelectionMetric):

@@ -18,7 +18,7 @@ from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.errors import UserError
 from bib_ray.sweep.selection import (METRIC_NAMES, Candidate, RowEmbeddings, SelectionData, SelectionSettings,
-                               build_metric, one_hot, spread_scale, top_rows)
+                               aggregate, bootstrap, build_metric, one_hot, spread_scale, top_rows)
 from bib_ray.sweep.config import load_sweep_config
 from bib_ray.tasks.base import OracleKind, Task
 
@@ -100,6 +100,34 @@ def test_mean_top_is_the_ensemble_mean_over_its_best_designs():
     # the poor designs do not count: other poor designs beside the same two good ones score the same
     other = np.concatenate([designs_with(0.05, 14, seed=7), designs[14:]])
     assert metric.score(candidate) == pytest.approx(metric.score(Candidate(other, "any")), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["pessimistic", "pessimistic-top", "expected-max", "mean-top", "gp-max", "gp-lcb",
+                                  "agreement"])
+def test_evaluate_gives_score_and_draws_from_one_pass_over_the_designs(name):
+    metric = build_metric(name, dataclasses.replace(FAST, draws=32)).fit(sequence_data())
+    candidate = Candidate(np.concatenate([designs_with(0.9, 4), designs_with(0.2, 12)]), "any")
+    score, draws = metric.evaluate(candidate)
+    assert score == pytest.approx(metric.score(candidate), rel=1e-9)
+    if metric.draws(candidate) is None:
+        assert draws is None
+    else:
+        np.testing.assert_allclose(draws, metric.draws(candidate), rtol=1e-9)
+    if hasattr(metric, "evaluator"):  # the ensemble evaluates the designs once, not once for each output
+        calls = []
+        evaluator = metric.evaluator
+        metric.evaluator = lambda phi: calls.append(len(phi)) or evaluator(phi)
+        metric.evaluate(candidate)
+        assert calls == [len(candidate.designs)]
+
+
+def test_bootstrap_aggregates_each_resample_of_the_designs():
+    values = np.random.default_rng(0).normal(size=20)
+    settings = dataclasses.replace(FAST, draws=16, top_designs=0.2)
+    picks = np.random.default_rng(settings.seed).integers(0, 20, (16, 20))
+    for top_only in (False, True):
+        expected = [aggregate(values[pick], top_only, settings.top_designs) for pick in picks]
+        np.testing.assert_allclose(bootstrap(values, top_only, settings), expected, rtol=1e-12)
 
 
 def test_expected_max_learns_from_the_training_rows_too():

@@ -132,8 +132,8 @@ class RecordingMetric:
         self.scored.append(np.asarray(candidate.designs))
         return 0.0
 
-    def draws(self, candidate) -> None:
-        return None
+    def evaluate(self, candidate) -> tuple[float, None]:
+        return self.score(candidate), None
 
 
 def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data_dir, monkeypatch):
