@@ -91,7 +91,19 @@ def mixed_grid() -> list[dict]:
     return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
 
 
-GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid}
+def mixed2_grid() -> list[dict]:
+    """A fourth grid, fixed before any metric was judged on it (issue 23's second held-aside check): the
+    ``mixed`` grid's backbones x six other settings of method, lr, target, K and run size (18 configurations)."""
+    settings = [dict(method="bib", lr=0.3, target=5.0),
+                dict(method="bidirectional", lr=0.1, target=10.0, max_mutations=1),
+                dict(method="forward", lr=0.03, target=2.0),
+                dict(method="bib", lr=0.05, target=10.0, steps_x=2),
+                dict(method="bidirectional", lr=0.1, target=2.0, designs_x=2),
+                dict(method="bib", lr=0.2, target=20.0, max_mutations=3)]
+    return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
+
+
+GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid, "mixed2": mixed2_grid}
 
 
 def config_label(config: dict) -> str:
@@ -301,8 +313,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="reference",
                         help="configurations: reference (backbone x method x (lr, target), the grid the default "
-                        "metric was chosen on), broad (backbone x method x lr x K) or mixed (backbone with ntk x "
-                        "method, lr, target, K, designs and steps)")
+                        "metric was chosen on), broad (backbone x method x lr x K), mixed (backbone with ntk x "
+                        "method, lr, target, K, designs and steps) or mixed2 (the same backbones x six other "
+                        "such settings)")
     parser.add_argument("--ensemble", default=None, help="comma list of metrics also combined by rank, judged as "
                         "the metric 'rank-ensemble'")
     parser.add_argument("--tie-break", action="append", choices=["defaults", "conservative"], default=[],

@@ -311,6 +311,9 @@ def test_mixed_grid_sizes_runs_in_multiples_of_the_benchmarks_designs_and_steps(
     assert sorted(c.get("steps", 25) for c in configs) == [25] * 15 + [50] * 3
     labels = [bench.config_label(c) for c in configs]
     assert len(set(labels)) == 18 and "ntk/bib/lr=0.1/target=10/designs=96" in labels
+    second = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed2_grid()]
+    assert len(set(second)) == 18 and not set(second) & set(labels)
+    assert "ntk/bidirectional/lr=0.1/target=2/designs=96" in second
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
