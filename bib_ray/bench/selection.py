@@ -309,7 +309,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=int, default=SelectionSettings().members,
                         help="members of the metrics' MLP ensembles (SelectionSettings.members)")
     parser.add_argument("--evaluator-seed", type=int, default=SelectionSettings().seed,
-                        help="seed of the metrics' evaluators, with --rescore (SelectionSettings.seed)")
+                        help="seed of the metrics' evaluators (SelectionSettings.seed)")
+    parser.add_argument("--top-designs", type=float, default=SelectionSettings().top_designs,
+                        help="fraction of a run's designs the top-averaging metrics average (SelectionSettings."
+                        "top_designs)")
     parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="reference",
                         help="configurations: reference (backbone x method x (lr, target), the grid the default "
@@ -340,7 +343,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: list[str], designs: int,
              steps: int | None, quick: bool, holdout_fraction: float, progress: bool,
-             grid_name: str = "reference", members: int | None = None) -> pd.DataFrame:
+             grid_name: str = "reference", settings: SelectionSettings | None = None) -> pd.DataFrame:
     """One task of the benchmark: its runs (``select_runs``), then their oracle percentiles; keeps
     ``codes`` and adds ``seconds_task`` (this task's wall time)."""
     from bib_ray.tasks import load_task
@@ -350,8 +353,7 @@ def run_task(spec: str, data_dir: str | None, seeds: list[int], metric_names: li
     steps = steps or default_steps(task) // (2 if quick else 1)
     configs = [sized(config, designs, steps) for config in GRIDS[grid_name]()]
     runs = select_runs(task, configs, seeds, metric_names, {"steps": steps, "designs": designs},
-                       holdout_fraction, SelectionSettings(members=members or SelectionSettings().members),
-                       progress=progress)
+                       holdout_fraction, settings, progress=progress)
     scored = score_with_oracle(task, runs).assign(codes=list(runs.codes))
     return scored.assign(seconds_task=time.perf_counter() - started)
 
@@ -413,7 +415,7 @@ def run_grid(args: argparse.Namespace, out: Path, tasks: list[str], metric_names
     todo = [spec for spec in tasks if spec not in done]
     arguments = dict(data_dir=args.data_dir, seeds=seeds, metric_names=metric_names, designs=designs,
                      steps=args.steps, quick=args.quick, holdout_fraction=args.holdout_fraction,
-                     progress=not args.quiet, grid_name=args.grid, members=args.members)
+                     progress=not args.quiet, grid_name=args.grid, settings=evaluator_settings(args))
 
     def keep(runs: pd.DataFrame) -> None:
         designs_kept.update({f"{r.task}|{r.config}|{r.seed}": np.asarray(r.codes) for r in runs.itertuples()})
@@ -431,6 +433,14 @@ def run_grid(args: argparse.Namespace, out: Path, tasks: list[str], metric_names
         for spec in todo:
             keep(run_task(spec, **arguments))
     return pd.concat(frames, ignore_index=True)
+
+
+def evaluator_settings(args: argparse.Namespace) -> SelectionSettings:
+    """The metrics' ``SelectionSettings`` from ``--members``, ``--evaluator-seed`` and ``--top-designs``."""
+    try:
+        return SelectionSettings(members=args.members, seed=args.evaluator_seed, top_designs=args.top_designs)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -452,7 +462,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         runs = saved_runs(out, metric_names, "score them first (--rescore)")
     elif args.rescore:
         runs = rescore(out, metric_names, args.data_dir, args.holdout_fraction,
-                       SelectionSettings(members=args.members, seed=args.evaluator_seed))
+                       evaluator_settings(args))
         runs.to_csv(out / "selection_runs.csv", index=False)
     else:
         runs = run_grid(args, out, tasks, metric_names, seeds, designs)

@@ -3,6 +3,7 @@ no metric reading the oracle, the sweep YAML's metric values, and the selection 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -360,3 +361,14 @@ def test_sweep_yaml_accepts_every_metric_and_rejects_others(tmp_path):
                          ({"selection": {"surprise": 1}}, "surprise")]:
         with pytest.raises(UserError, match=message):
             load(**bad)
+
+
+def test_the_benchmarks_evaluator_settings_come_from_its_flags_and_bad_values_are_user_errors():
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    settings = bench.evaluator_settings(parser.parse_args(["--members", "5", "--evaluator-seed", "2",
+                                                           "--top-designs", "0.5"]))
+    assert (settings.members, settings.seed, settings.top_designs) == (5, 2, 0.5)
+    assert bench.evaluator_settings(parser.parse_args([])).top_designs == 0.25
+    with pytest.raises(UserError, match="top_designs"):
+        bench.evaluator_settings(parser.parse_args(["--top-designs", "1.5"]))
