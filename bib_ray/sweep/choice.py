@@ -81,8 +81,8 @@ def choose_trial(table: pd.DataFrame, metric: str, draws: dict, changed: pd.Seri
     chosen = min(tied, key=keys)
     rule = ("closest to the defaults" if changed[chosen] < changed[best] else
             "most conservative" if distance[chosen] < distance[best] else "metric's best")
-    said = (f"the top {len(tied)} trials cannot be told apart ({metric}'s best is within {tie_margin:g} sd of "
-            f"each; margin over the runner-up {margins[runner_up]:.2f} sd): ")
+    said = (f"{len(tied)} trials cannot be told apart: {metric}'s best and {len(tied) - 1} within {tie_margin:g} sd "
+            f"of it by their paired draws (the runner-up by score is {margins[runner_up]:.2f} sd below): ")
     if tie_break == "metric":
         return Choice(chosen, best, margins, tied, rule, said + "kept the metric's best (tie_break: metric); "
                       "the tied trials are marked in the table: rerun them with more seeds before trusting one")

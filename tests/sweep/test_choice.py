@@ -25,12 +25,24 @@ def test_identical_trials_cannot_be_told_apart_and_the_rule_takes_the_one_closes
     choice = choose_trial(table, "selection_score", identical, changed, distance, tie_break="defaults")
     assert sorted(choice.tied) == [0, 1, 2]
     assert choice.chosen == 1 and choice.rule == "closest to the defaults"
-    assert "cannot be told apart" in choice.line
+    assert "cannot be told apart" in choice.line and "3 trials" in choice.line and "2 within 1 sd" in choice.line
     kept = choose_trial(table, "selection_score", identical, changed, distance)  # tie_break: metric
     assert kept.chosen == kept.best == 0 and sorted(kept.tied) == [0, 1, 2]
     assert "cannot be told apart" in kept.line and "kept the metric's best" in kept.line
     with pytest.raises(ValueError, match="tie_break"):
         choose_trial(table, "selection_score", identical, changed, distance, tie_break="newest")
+
+
+def test_the_tie_line_says_the_score_runner_up_apart_from_the_tied_trials():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=64)
+    draws = {0: base + 1.0, 1: base + rng.normal(scale=0.01, size=64) + 0.5,  # runner-up by score, far in sd
+             2: base + rng.normal(scale=1.0, size=64) + 0.4}  # lower score, but its paired draws are noisy
+    table, changed, distance = trials([1.0, 0.5, 0.4], [0, 0, 0], [1.0, 1.0, 1.0])
+    choice = choose_trial(table, "selection_score", draws, changed, distance)
+    assert sorted(choice.tied) == [0, 2]
+    assert "2 trials cannot be told apart" in choice.line and "1 within 1 sd" in choice.line
+    assert f"runner-up by score is {choice.margins[1]:.2f} sd below" in choice.line
 
 
 def test_ties_at_equal_distance_from_the_defaults_go_to_the_most_conservative_trial():
