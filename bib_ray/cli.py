@@ -112,6 +112,7 @@ def describe_task(task) -> str:
 
 def cmd_design(args: argparse.Namespace) -> int:
     from bib_ray.run.config import build_config
+    from bib_ray.run.constraints import beyond_radius_note
     from bib_ray.run.report import check_run_directory, publish_run_directory
 
     config = build_config(_design_values(args))
@@ -122,6 +123,9 @@ def cmd_design(args: argparse.Namespace) -> int:
                                                                         if args.overwrite else "")
     task = config.load_task()  # bad data, exclusions or positions fail here, before Ray or a model
     print(describe_task(task), flush=True)
+    note = beyond_radius_note(task, [config.max_mutations])
+    if note is not None:
+        print(note, file=sys.stderr, flush=True)
     if args.local:
         from bib_ray.run.engine import run_design
         from bib_ray.run.executor import LocalExecutor

@@ -24,6 +24,19 @@ def task_support(task: Task, level: SupportLevel, max_edits: int | None) -> Supp
     return SupportConstraints.from_sequences(rows, len(task.alphabet), level, max_edits)
 
 
+def beyond_radius_note(task: Task, max_edits: list[int | None]) -> str | None:
+    """A note when an edit limit K in ``max_edits`` exceeds ``task.mutation_radius`` (the substitutions from its
+    reference its offline rows reach): designs past the radius are extrapolation no offline row supports,
+    for the proxy and for a sweep's selection metric alike. None when every K is within it, or no radius."""
+    radius = task.mutation_radius
+    over = sorted({k for k in max_edits if k is not None and radius is not None and k > radius})
+    if not over:
+        return None
+    return (f"note: max_mutations {', '.join(map(str, over))} exceeds the {radius} substitution(s) from the wild type "
+            f"that the offline rows of {task.name} reach: designs past that are extrapolation no measurement "
+            f"supports (a sweep's selection metric prefers them too: docs/selection.md, issue 23)")
+
+
 def edit_base(task: Task, start_codes: np.ndarray) -> np.ndarray:
     """(B, L) sequences that edits are counted from: the task's reference (a DMS wild type), else each start."""
     start_codes = np.asarray(start_codes)

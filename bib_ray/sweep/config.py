@@ -166,6 +166,12 @@ class SweepConfig(BaseModel):
     def base_config(self) -> DesignConfig:
         return DesignConfig.model_validate(self.base)
 
+    def edit_limits(self) -> list[int | None]:
+        """Every ``max_mutations`` a trial may get: the space's values or bounds when it sweeps K, else the base's."""
+        if "max_mutations" in self.space:
+            return list(self.space["max_mutations"].extreme_values())
+        return [self.base_config().max_mutations]
+
     def resolved_for(self, alphabet: str) -> "SweepConfig":
         """This sweep with ``base.steps`` filled in for a task with these letters when neither ``base`` nor
         ``space`` sets it (``DesignConfig.resolved_for``)."""

@@ -22,6 +22,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -43,6 +44,7 @@ from bib_ray.distributed.settings import RaySettings
 from bib_ray.distributed.shards import ShardPool
 from bib_ray.errors import UserError
 from bib_ray.run.config import DesignConfig
+from bib_ray.run.constraints import beyond_radius_note
 from bib_ray.sweep.choice import Choice, choose_trial, settings_changed
 from bib_ray.sweep.config import Distribution, SweepConfig
 from bib_ray.sweep.selection import (METRICS, Candidate, RowEmbeddings, SelectionMetric, draws_from_json,
@@ -339,6 +341,9 @@ def run_sweep(sweep: SweepConfig, settings: RaySettings, out: Path, resume: bool
                         f"--out / --storage")
     base = sweep.base_config()
     task = base.load_task()
+    note = beyond_radius_note(task, sweep.edit_limits())
+    if note is not None:
+        print(note, file=sys.stderr, flush=True)
     sweep = sweep.resolved_for(task.alphabet)
     train, holdout = split_offline(task, sweep.holdout_fraction) if needs_split(sweep.metric) else (task, None)
     needs = METRICS[sweep.metric].needs_embeddings

@@ -97,6 +97,19 @@ def test_user_file_run_says_no_ground_truth(tmp_path, capsys):
     assert "oracle_score" not in pd.read_csv(out / "designs.csv").columns
 
 
+def test_design_notes_an_edit_limit_past_the_scans_mutation_radius(tmp_path, capsys):
+    rows = ["mutant,mutated_sequence,DMS_score", "A1C,CKLMW,0.5", "K2R:L3A,ARAMW,1.0", "M4W,AKLWW,-0.2",
+            "A1D,DKLMW,0.1", "K2E,AELMW,0.3", "L3V:W5F,AKVMF,0.9", "M4L,AKLLW,0.2", "W5Y,AKLMY,0.4"]
+    data = tmp_path / "scan.csv"
+    data.write_text("\n".join(rows) + "\n")
+    common = ["design", "--task", str(data), "--steps", "2", "--designs", "4", "--method", "forward",
+              "--aux-epochs", "1", "--quiet", "--local"]
+    assert main([*common, "--max-mutations", "3", "--out", str(tmp_path / "k3")]) == 0
+    assert "max_mutations 3 exceeds the 2 substitution(s)" in capsys.readouterr().err
+    assert main([*common, "--max-mutations", "2", "--out", str(tmp_path / "k2")]) == 0
+    assert "exceeds" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["design", "--local", "--steps", "0"], "steps: Input should be greater than or equal to 1"),
     (["design", "--local", "--method", "sideways"], "method: Input should be 'bib'"),

@@ -9,7 +9,7 @@ import pytest
 from bib_ray.alphabets import PROTEIN, encode
 from bib_ray.core.support import SupportLevel
 from bib_ray.run.config import DesignConfig
-from bib_ray.run.constraints import edit_base, task_support
+from bib_ray.run.constraints import beyond_radius_note, edit_base, task_support
 from bib_ray.run.engine import run_design
 from bib_ray.run.executor import LocalExecutor
 from bib_ray.tasks import load_task
@@ -50,3 +50,13 @@ def test_default_edit_limit():
     assert task_support(scan, SupportLevel.LETTERS, None).max_edits == 2  # the scan's radius
     assert task_support(plain, SupportLevel.PAIRS, 6).max_edits == 6
     assert task_support(plain, SupportLevel.NONE, None).max_edits is None
+
+
+def test_an_edit_limit_past_the_datas_mutation_radius_gets_a_note():
+    plain = Task(name="t", alphabet="ACGT", x=np.zeros((3, 10), dtype=np.int64), y=np.arange(3.0))
+    scan = Task(name="s", alphabet="ACGT", x=np.zeros((3, 10), dtype=np.int64), y=np.arange(3.0),
+                reference=np.zeros(10, dtype=np.int64), details={"mutation_radius": 2})
+    note = beyond_radius_note(scan, [None, 1, 4, 3])
+    assert note is not None and "max_mutations 3, 4 exceeds the 2 substitution(s)" in note and "of s reach" in note
+    assert beyond_radius_note(scan, [None, 1, 2]) is None  # within the radius, or the task's default
+    assert beyond_radius_note(plain, [9]) is None  # no wild type, no radius

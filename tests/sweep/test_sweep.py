@@ -40,6 +40,15 @@ def test_shipped_sweep_configs_validate(config_file):
     assert sweep.space and sweep.base_config().seeds
 
 
+def test_a_sweeps_edit_limits_are_the_swept_ones_else_the_bases():
+    assert small_sweep("k").edit_limits() == [None]
+    swept = small_sweep("k", space={"max_mutations": {"randint": [1, 3]}, "lr": {"uniform": [0.1, 0.2]}})
+    assert swept.edit_limits() == [1, 3]
+    based = SweepConfig.model_validate({"name": "k", "base": {"seeds": [0], "max_mutations": 2},
+                                        "space": {"lr": {"uniform": [0.1, 0.2]}}})
+    assert based.edit_limits() == [2]
+
+
 @pytest.mark.parametrize("change,message", [
     ({"space": {"task": {"choice": ["gb1"]}}}, "cannot be tuned"),
     ({"space": {"method": {"choice": ["bib", "sideways"]}}}, "method"),
