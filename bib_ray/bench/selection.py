@@ -88,7 +88,7 @@ def mixed_grid() -> list[dict]:
                 dict(method="bib", lr=0.1, target=10.0, max_mutations=2),
                 dict(method="bib", lr=0.1, target=10.0, designs_x=2),
                 dict(method="forward", lr=0.1, target=10.0, steps_x=2)]
-    return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
+    return with_every_backbone(settings)
 
 
 def mixed2_grid() -> list[dict]:
@@ -100,6 +100,11 @@ def mixed2_grid() -> list[dict]:
                 dict(method="bib", lr=0.05, target=10.0, steps_x=2),
                 dict(method="bidirectional", lr=0.1, target=2.0, designs_x=2),
                 dict(method="bib", lr=0.2, target=20.0, max_mutations=3)]
+    return with_every_backbone(settings)
+
+
+def with_every_backbone(settings: list[dict]) -> list[dict]:
+    """Each setting once per backbone the mixed grids cross it with (``tiny``, ``onehot``, ``ntk``)."""
     return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
 
 

@@ -29,7 +29,7 @@ def beyond_radius_note(task: Task, max_edits: list[int | None]) -> str | None:
     reference its offline rows reach): designs past the radius are extrapolation no offline row supports,
     for the proxy and for a sweep's selection metric alike. None when every K is within it, or no radius."""
     radius = task.mutation_radius
-    over = sorted({k for k in max_edits if k is not None and radius is not None and k > radius})
+    over = [] if radius is None else sorted({k for k in max_edits if k is not None and k > radius})
     if not over:
         return None
     return (f"note: max_mutations {', '.join(map(str, over))} exceeds the {radius} substitution(s) from the wild type "
