@@ -103,12 +103,24 @@ def mixed2_grid() -> list[dict]:
     return with_every_backbone(settings)
 
 
+def mixed3_grid() -> list[dict]:
+    """A fifth grid, fixed before any metric was judged on it (issue 23's third held-aside check): the mixed
+    grids' backbones x six settings none of them has; two let designs past pab1's mutation radius (K 3, 4)."""
+    settings = [dict(method="bib", lr=0.15, target=10.0, max_mutations=3),
+                dict(method="bidirectional", lr=0.05, target=5.0),
+                dict(method="forward", lr=0.2, target=10.0, max_mutations=2),
+                dict(method="bib", lr=0.1, target=2.0, designs_x=2),
+                dict(method="bidirectional", lr=0.2, target=10.0, max_mutations=4, steps_x=2),
+                dict(method="bib", lr=0.03, target=20.0)]
+    return with_every_backbone(settings)
+
+
 def with_every_backbone(settings: list[dict]) -> list[dict]:
     """Each setting once per backbone the mixed grids cross it with (``tiny``, ``onehot``, ``ntk``)."""
     return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
 
 
-GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid, "mixed2": mixed2_grid}
+GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid, "mixed2": mixed2_grid, "mixed3": mixed3_grid}
 
 
 def config_label(config: dict) -> str:
@@ -318,6 +330,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-designs", type=float, default=SelectionSettings().top_designs,
                         help="fraction of a run's designs the top-averaging metrics average (SelectionSettings."
                         "top_designs)")
+    parser.add_argument("--extrapolate-past-radius", action="store_true",
+                        help="the one-hot evaluators score designs past a task's mutation radius as their members "
+                        "extrapolate (the metrics before issue 23's radius rule; SelectionSettings.unknown_past_radius "
+                        "false)")
     parser.add_argument("--quick", action="store_true", help="two tasks, one seed, 32 designs, half the steps")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="reference",
                         help="configurations: reference (backbone x method x (lr, target), the grid the default "
@@ -441,9 +457,11 @@ def run_grid(args: argparse.Namespace, out: Path, tasks: list[str], metric_names
 
 
 def evaluator_settings(args: argparse.Namespace) -> SelectionSettings:
-    """The metrics' ``SelectionSettings`` from ``--members``, ``--evaluator-seed`` and ``--top-designs``."""
+    """The metrics' ``SelectionSettings`` from ``--members``, ``--evaluator-seed``, ``--top-designs`` and
+    ``--extrapolate-past-radius``."""
     try:
-        return SelectionSettings(members=args.members, seed=args.evaluator_seed, top_designs=args.top_designs)
+        return SelectionSettings(members=args.members, seed=args.evaluator_seed, top_designs=args.top_designs,
+                                 unknown_past_radius=not args.extrapolate_past_radius)
     except ValueError as error:
         raise UserError(str(error)) from None
 

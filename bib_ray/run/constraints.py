@@ -26,15 +26,16 @@ def task_support(task: Task, level: SupportLevel, max_edits: int | None) -> Supp
 
 def beyond_radius_note(task: Task, max_edits: list[int | None]) -> str | None:
     """A note when an edit limit K in ``max_edits`` exceeds ``task.mutation_radius`` (the substitutions from its
-    reference its offline rows reach): designs past the radius are extrapolation no offline row supports,
-    for the proxy and for a sweep's selection metric alike. None when every K is within it, or no radius."""
+    reference its offline rows reach): designs past the radius are extrapolation no offline row supports (the
+    proxy scores them anyway; a sweep's one-hot selection metrics count them as unknown). None when every K is
+    within it, or no radius."""
     radius = task.mutation_radius
     over = [] if radius is None else sorted({k for k in max_edits if k is not None and k > radius})
     if not over:
         return None
     return (f"note: max_mutations {', '.join(map(str, over))} exceeds the {radius} substitution(s) from the wild type "
             f"that the offline rows of {task.name} reach: designs past that are extrapolation no measurement "
-            f"supports (a sweep's selection metric prefers them too: docs/selection.md, issue 23)")
+            f"supports; a sweep's selection metric scores them as the lowest offline label (docs/selection.md)")
 
 
 def edit_base(task: Task, start_codes: np.ndarray) -> np.ndarray:

@@ -103,7 +103,7 @@ class SweepConfig(BaseModel):
     scheduler: SchedulerSettings = SchedulerSettings()
     metric: str = Field(DEFAULT_METRIC, description="offline selection metric, one of "
                         f"{', '.join(METRIC_NAMES)} (bib_ray.sweep.selection)")
-    selection: dict[str, float | int] = Field(default_factory=dict, description="SelectionSettings fields")
+    selection: dict[str, bool | int | float] = Field(default_factory=dict, description="SelectionSettings fields")
     holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
     report_every: int = Field(10, ge=1)
     resources: TrialResources = TrialResources()

@@ -33,6 +33,12 @@ higher is better). The metrics (``METRICS``; the sweep YAML's ``metric:``):
   ``expected-max`` no spread enters the score: the calibrated widening (s is 3-12 on the benchmark's
   tasks) made the expected maximum reward the members' disagreement, and with 5 members its pick was
   mostly noise (issue 23; docs/selection.md has the tables).
+
+The one-hot ensembles (``pessimistic``, ``pessimistic-top``, ``expected-max``, ``mean-top``) score a design
+past the task's mutation radius (more substitutions from its reference than the offline rows reach;
+``Task.mutation_radius``) as unknown: every member predicts the lowest label they were trained on, as a
+benchmark's oracle scores it (``SelectionSettings.unknown_past_radius``). An MLP fitted on singles and
+doubles only extrapolates to triples, and rated them above every design inside the radius (issue 23).
 - ``gp-max``: the expected best design E[max_b f(x_b)] under the joint posterior of a Gaussian process
   with the exponentiated Hamming kernel on every offline row (``bib_ray.sweep.gp_evaluator``:
   hyper-parameters by marginal likelihood, spread calibrated by variance scaling). Unlike the MLP
@@ -133,6 +139,8 @@ class SelectionSettings:
         gp_rows: rows the Gaussian process is fitted on at most (``gp-max``, ``gp-lcb``).
         draws: posterior samples (``gp-max``) and design resamples (bootstrap spreads).
         seed: seed of every evaluator and split here.
+        unknown_past_radius: the one-hot ensembles score designs past the task's mutation radius as the
+            lowest offline label (``OneHotEvaluator``); False: as their members extrapolate.
     """
 
     pessimism: float = 1.0
@@ -146,6 +154,7 @@ class SelectionSettings:
     gp_rows: int = 2000
     draws: int = 256
     seed: int = 0
+    unknown_past_radius: bool = True
 
     def __post_init__(self) -> None:
         if self.pessimism < 0:
@@ -159,6 +168,8 @@ class SelectionSettings:
             raise ValueError("members must be >= 2 and hidden, train_steps, neighbours >= 1")
         if self.gp_rows < 4 or self.draws < 2:
             raise ValueError("gp_rows must be >= 4 and draws >= 2")
+        if not isinstance(self.unknown_past_radius, bool):
+            raise ValueError("unknown_past_radius must be true or false")
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,8 @@ class RowEmbeddings:
 @dataclass(frozen=True)
 class SelectionData:
     """The offline data a metric may read: training rows, held-out rows (codes (N, L), raw labels
-    (N,)) and per backbone spec the ``RowEmbeddings`` the metrics that need them read."""
+    (N,)), per backbone spec the ``RowEmbeddings`` the metrics that need them read, and the task's
+    reference (L,) and mutation radius (the substitutions from it the offline rows reach), if any."""
 
     vocab_size: int
     train_x: np.ndarray
@@ -181,18 +193,25 @@ class SelectionData:
     held_x: np.ndarray
     held_y: np.ndarray
     embeddings: Mapping[str, RowEmbeddings] = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    mutation_radius: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.held_y) < 4:
             raise ValueError(f"offline model selection needs at least 4 held-out rows, got {len(self.held_y)}")
         if len(self.train_x) != len(self.train_y) or len(self.held_x) != len(self.held_y):
             raise ValueError("codes and labels must describe the same rows")
+        if (self.reference is None) != (self.mutation_radius is None):
+            raise ValueError("a mutation radius needs its reference, and a reference its radius")
 
     @classmethod
     def from_tasks(cls, train: Task, held: Task, embeddings: Mapping[str, RowEmbeddings] | None = None
                    ) -> "SelectionData":
-        """The offline rows of a (train, held-out) split; the tasks' oracles are not kept."""
-        return cls(len(train.alphabet), train.x, train.y, held.x, held.y, dict(embeddings or {}))
+        """The offline rows of a (train, held-out) split and the task's mutation radius; the tasks' oracles
+        are not kept."""
+        radius = train.mutation_radius
+        return cls(len(train.alphabet), train.x, train.y, held.x, held.y, dict(embeddings or {}),
+                   None if radius is None else train.reference, radius)
 
     def held_z(self) -> np.ndarray:
         """Held-out labels standardised by their own mean and std."""
@@ -202,6 +221,14 @@ class SelectionData:
         """Codes and standardised labels of every offline row (training split, then held-out rows)."""
         return (np.concatenate([self.train_x, self.held_x]),
                 standardised(np.concatenate([self.train_y, self.held_y])))
+
+    def past_radius(self, designs: np.ndarray) -> np.ndarray:
+        """(B,) bool: which designs carry more substitutions from the reference than the mutation radius
+        (none without a radius)."""
+        designs = np.asarray(designs)
+        if self.mutation_radius is None:
+            return np.zeros(len(designs), dtype=bool)
+        return (designs != self.reference[None, :]).sum(1) > self.mutation_radius
 
     def embeddings_of(self, backbone: str, metric: str) -> RowEmbeddings:
         if backbone not in self.embeddings:
@@ -414,6 +441,32 @@ def member_predictions(evaluator: AuxiliaryEnsemble, designs: np.ndarray, vocab_
     return evaluator(one_hot(designs, vocab_size)).double().numpy()
 
 
+@dataclass(frozen=True)
+class OneHotEvaluator:
+    """A one-hot MLP ensemble as the metrics read it, fitted on rows with standardised labels ``z``. With
+    ``unknown_past_radius`` the designs past the data's mutation radius (``SelectionData.past_radius``) are
+    unknown: every member predicts ``min(z)`` for them, so they neither lift a trial's score nor widen its
+    spread."""
+
+    ensemble: AuxiliaryEnsemble
+    vocab_size: int
+    floor: float
+    past_radius: Callable[[np.ndarray], np.ndarray] | None
+
+    @classmethod
+    def fitted(cls, ensemble: AuxiliaryEnsemble, z: np.ndarray, data: SelectionData,
+               settings: SelectionSettings) -> "OneHotEvaluator":
+        return cls(ensemble, data.vocab_size, float(np.min(z)),
+                   data.past_radius if settings.unknown_past_radius else None)
+
+    def members(self, designs: np.ndarray) -> np.ndarray:
+        """Each member's prediction for each design (M, B), float64; ``floor`` for the unknown designs."""
+        members = member_predictions(self.ensemble, designs, self.vocab_size)
+        if self.past_radius is not None:
+            members[:, self.past_radius(designs)] = self.floor
+        return members
+
+
 class HoldoutMetric(SelectionMetric):
     """Mean design score under an MLP ensemble trained on the held-out rows in the trial's own
     embedding space (one evaluator per backbone), in label units."""
@@ -473,13 +526,13 @@ class PessimisticMetric(LowerBoundMetric):
     summary = "calibrated one-hot MLP ensemble on the held-out rows, mean - k std (mean over designs)"
 
     def _fit(self, data: SelectionData) -> None:
-        self.evaluator, self.scale = fit_calibrated_ensemble(data.held_x, data.held_z(), data.vocab_size,
-                                                             self.settings)
-        self.vocab_size = data.vocab_size
+        z = data.held_z()
+        ensemble, self.scale = fit_calibrated_ensemble(data.held_x, z, data.vocab_size, self.settings)
+        self.evaluator = OneHotEvaluator.fitted(ensemble, z, data, self.settings)
 
     def lower_bounds(self, designs: np.ndarray) -> np.ndarray:
         """mu - k * s * sigma of each design (B,)."""
-        members = member_predictions(self.evaluator, designs, self.vocab_size)
+        members = self.evaluator.members(designs)
         return members.mean(0) - self.settings.pessimism * self.scale * members.std(0)
 
 
@@ -498,12 +551,13 @@ class ExpectedMaxMetric(DrawMeanMetric):
     summary = "expected best design under a calibrated one-hot MLP ensemble trained on all offline rows"
 
     def _fit(self, data: SelectionData) -> None:
-        self.evaluator, self.scale = fit_calibrated_ensemble(*data.all_rows(), data.vocab_size, self.settings)
-        self.vocab_size = data.vocab_size
+        codes, z = data.all_rows()
+        ensemble, self.scale = fit_calibrated_ensemble(codes, z, data.vocab_size, self.settings)
+        self.evaluator = OneHotEvaluator.fitted(ensemble, z, data, self.settings)
 
     def _draws(self, candidate: Candidate) -> np.ndarray:
         """Each member's best design (M,), members widened by the calibrated spread scale."""
-        members = member_predictions(self.evaluator, candidate.designs, self.vocab_size)
+        members = self.evaluator.members(candidate.designs)
         mean = members.mean(0)
         return (mean + self.scale * (members - mean)).max(1)
 
@@ -519,12 +573,12 @@ class MeanTopMetric(DrawMeanMetric):
 
     def _fit(self, data: SelectionData) -> None:
         codes, z = data.all_rows()
-        self.evaluator = fit_onehot_ensemble(codes, z, data.vocab_size, self.settings, self.settings.seed + 1)
-        self.vocab_size = data.vocab_size
+        ensemble = fit_onehot_ensemble(codes, z, data.vocab_size, self.settings, self.settings.seed + 1)
+        self.evaluator = OneHotEvaluator.fitted(ensemble, z, data, self.settings)
 
     def _draws(self, candidate: Candidate) -> np.ndarray:
         """Each member's mean over the designs the ensemble mean ranks in the top ``top_designs`` (M,)."""
-        members = member_predictions(self.evaluator, candidate.designs, self.vocab_size)
+        members = self.evaluator.members(candidate.designs)
         best = np.argsort(-members.mean(0), kind="stable")[:top_count(self.settings.top_designs, members.shape[1])]
         return members[:, best].mean(1)
 

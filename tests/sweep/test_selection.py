@@ -58,7 +58,7 @@ def test_pessimism_lowers_the_score_by_the_calibrated_spread():
     plain = build_metric("pessimistic", dataclasses.replace(FAST, pessimism=0.0)).fit(data)
     cautious = build_metric("pessimistic", dataclasses.replace(FAST, pessimism=2.0)).fit(data)
     designs = designs_with(0.5)
-    members = cautious.evaluator(one_hot(designs, VOCAB)).double().numpy()
+    members = cautious.evaluator.ensemble(one_hot(designs, VOCAB)).double().numpy()
     expected = (members.mean(0) - 2.0 * cautious.scale * members.std(0)).mean()
     assert cautious.score(Candidate(designs, "any")) == pytest.approx(expected, rel=1e-6)
     assert cautious.score(Candidate(designs, "any")) < plain.score(Candidate(designs, "any"))
@@ -79,7 +79,7 @@ def test_pessimistic_top_averages_the_best_designs():
 def test_expected_max_is_the_mean_over_members_of_the_best_widened_design():
     metric = build_metric("expected-max", FAST).fit(sequence_data())
     designs = np.concatenate([designs_with(0.9, 2), designs_with(0.0, 14)])
-    members = metric.evaluator(one_hot(designs, VOCAB)).double().numpy()
+    members = metric.evaluator.ensemble(one_hot(designs, VOCAB)).double().numpy()
     mean = members.mean(0)
     expected = (mean + metric.scale * (members - mean)).max(1).mean()
     assert metric.score(Candidate(designs, "any")) == pytest.approx(expected, rel=1e-6)
@@ -92,7 +92,7 @@ def test_expected_max_is_the_mean_over_members_of_the_best_widened_design():
 def test_mean_top_is_the_ensemble_mean_over_its_best_designs():
     metric = build_metric("mean-top", dataclasses.replace(FAST, top_designs=0.125)).fit(sequence_data())
     designs = np.concatenate([designs_with(0.0, 14), designs_with(0.9, 2)])
-    members = metric.evaluator(one_hot(designs, VOCAB)).double().numpy()
+    members = metric.evaluator.ensemble(one_hot(designs, VOCAB)).double().numpy()
     best = np.argsort(-members.mean(0))[:2]
     assert set(best) == {14, 15}  # the two good designs, wherever they sit in the batch
     candidate = Candidate(designs, "any")
@@ -116,10 +116,71 @@ def test_evaluate_gives_score_and_draws_from_one_pass_over_the_designs(name):
         np.testing.assert_allclose(draws, metric.draws(candidate), rtol=1e-9)
     if hasattr(metric, "evaluator"):  # the ensemble evaluates the designs once, not once for each output
         calls = []
-        evaluator = metric.evaluator
-        metric.evaluator = lambda phi: calls.append(len(phi)) or evaluator(phi)
+        ensemble = metric.evaluator.ensemble
+        metric.evaluator = dataclasses.replace(metric.evaluator,
+                                               ensemble=lambda phi: calls.append(len(phi)) or ensemble(phi))
         metric.evaluate(candidate)
         assert calls == [len(candidate.designs)]
+
+
+def scan_data(radius: int = 1) -> SelectionData:
+    """A scan around the wild type (all letter 3): every single and double substitution to letter 0, each
+    worth +1, measured out to ``radius`` substitutions."""
+    wild = np.full(LENGTH, 3)
+    rows = [wild.copy()]
+    for i in range(LENGTH):
+        single = wild.copy()
+        single[i] = 0
+        rows.append(single)
+        for j in range(i + 1, LENGTH) if radius > 1 else ():
+            double = single.copy()
+            double[j] = 0
+            rows.append(double)
+    rng = np.random.default_rng(0)
+    x = rng.permutation(np.repeat(np.array(rows), 8, axis=0))
+    y = (x == 0).sum(1) + 0.05 * rng.standard_normal(len(x))
+    half = len(x) // 2
+    return SelectionData(VOCAB, x[:half], y[:half], x[half:], y[half:], reference=wild, mutation_radius=radius)
+
+
+def test_past_radius_counts_substitutions_from_the_reference():
+    data = scan_data(radius=1)
+    designs = np.array([[3] * LENGTH, [0, 3, 3, 3, 3, 3], [0, 0, 3, 3, 3, 3], [1, 2, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(data.past_radius(designs), [False, False, True, True])
+    assert not sequence_data().past_radius(designs).any()  # no reference, no radius: nothing is past it
+    with pytest.raises(ValueError, match="radius"):
+        SelectionData(VOCAB, data.train_x, data.train_y, data.held_x, data.held_y, reference=data.reference)
+
+
+@pytest.mark.parametrize("name", ["mean-top", "expected-max", "pessimistic", "pessimistic-top"])
+def test_designs_past_the_radius_score_as_the_lowest_offline_label_not_as_extrapolated(name):
+    data = scan_data(radius=1)
+    settings = dataclasses.replace(FAST, train_steps=400, top_designs=1.0)
+    aware = build_metric(name, settings).fit(data)
+    extrapolating = build_metric(name, dataclasses.replace(settings, unknown_past_radius=False)).fit(data)
+    singles = np.full((LENGTH, LENGTH), 3)
+    singles[np.arange(LENGTH), np.arange(LENGTH)] = 0
+    triples = np.full((LENGTH, LENGTH), 3)
+    for i in range(LENGTH):
+        triples[i, [i, (i + 1) % LENGTH, (i + 2) % LENGTH]] = 0
+    within, past = Candidate(singles, "any"), Candidate(triples, "any")
+    if name in ("mean-top", "expected-max"):  # the members' mean extrapolates the additive trend past the data
+        assert extrapolating.score(past) > extrapolating.score(within) + 0.5
+    z = np.concatenate([data.train_y, data.held_y]) if name in ("mean-top", "expected-max") else data.held_y
+    floor = float(((z - z.mean()) / z.std()).min())
+    assert aware.score(past) == pytest.approx(floor, abs=1e-9)  # unknown: the lowest label, no spread
+    assert aware.score(within) == pytest.approx(extrapolating.score(within), rel=1e-9)
+    assert aware.score(within) > aware.score(past) + 0.5
+
+
+def test_selection_data_from_tasks_reads_the_tasks_mutation_radius():
+    x, y = additive_data(40)
+    task = Task(name="scan", alphabet="ACGT", x=x, y=y, reference=np.zeros(LENGTH, dtype=np.int64),
+                details={"mutation_radius": 2})
+    data = SelectionData.from_tasks(task, task)
+    assert data.mutation_radius == 2 and data.reference.tolist() == [0] * LENGTH
+    plain = SelectionData.from_tasks(dataclasses.replace(task, details={}), task)
+    assert plain.mutation_radius is None and plain.reference is None
 
 
 def test_bootstrap_aggregates_each_resample_of_the_designs():
@@ -315,6 +376,9 @@ def test_mixed_grid_sizes_runs_in_multiples_of_the_benchmarks_designs_and_steps(
     second = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed2_grid()]
     assert len(set(second)) == 18 and not set(second) & set(labels)
     assert "ntk/bidirectional/lr=0.1/target=2/designs=96" in second
+    third = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed3_grid()]
+    assert len(set(third)) == 18 and not set(third) & (set(labels) | set(second))
+    assert "onehot/bidirectional/lr=0.2/target=10/K=4/steps=50" in third
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
@@ -357,8 +421,11 @@ def test_sweep_yaml_accepts_every_metric_and_rejects_others(tmp_path):
         assert load(metric=name).metric == name
     assert load().metric == "mean-top"
     assert load(selection={"pessimism": 2.0}).selection_settings().pessimism == 2.0
+    assert load().selection_settings().unknown_past_radius is True
+    assert load(selection={"unknown_past_radius": False}).selection_settings().unknown_past_radius is False
     for bad, message in [({"metric": "oracle"}, "metric"), ({"selection": {"pessimism": -1}}, "pessimism"),
-                         ({"selection": {"surprise": 1}}, "surprise")]:
+                         ({"selection": {"surprise": 1}}, "surprise"),
+                         ({"selection": {"unknown_past_radius": 2}}, "unknown_past_radius")]:
         with pytest.raises(UserError, match=message):
             load(**bad)
 
@@ -367,8 +434,9 @@ def test_the_benchmarks_evaluator_settings_come_from_its_flags_and_bad_values_ar
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     settings = bench.evaluator_settings(parser.parse_args(["--members", "5", "--evaluator-seed", "2",
-                                                           "--top-designs", "0.5"]))
-    assert (settings.members, settings.seed, settings.top_designs) == (5, 2, 0.5)
+                                                           "--top-designs", "0.5", "--extrapolate-past-radius"]))
+    assert (settings.members, settings.seed, settings.top_designs, settings.unknown_past_radius) == (5, 2, 0.5, False)
     assert bench.evaluator_settings(parser.parse_args([])).top_designs == 0.25
+    assert bench.evaluator_settings(parser.parse_args([])).unknown_past_radius is True
     with pytest.raises(UserError, match="top_designs"):
         bench.evaluator_settings(parser.parse_args(["--top-designs", "1.5"]))
