@@ -115,12 +115,25 @@ def mixed3_grid() -> list[dict]:
     return with_every_backbone(settings)
 
 
+def mixed4_grid() -> list[dict]:
+    """A sixth grid, fixed before any metric was judged on it (issue 23's fourth held-aside check): the mixed
+    grids' backbones x six settings none of them has (18 configurations)."""
+    settings = [dict(method="bib", lr=0.2, target=5.0, max_mutations=2),
+                dict(method="bidirectional", lr=0.03, target=10.0),
+                dict(method="forward", lr=0.1, target=5.0, designs_x=2),
+                dict(method="bib", lr=0.07, target=10.0, max_mutations=3, steps_x=2),
+                dict(method="bidirectional", lr=0.15, target=20.0),
+                dict(method="bib", lr=0.5, target=10.0, max_mutations=1)]
+    return with_every_backbone(settings)
+
+
 def with_every_backbone(settings: list[dict]) -> list[dict]:
     """Each setting once per backbone the mixed grids cross it with (``tiny``, ``onehot``, ``ntk``)."""
     return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
 
 
-GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid, "mixed2": mixed2_grid, "mixed3": mixed3_grid}
+GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid, "mixed2": mixed2_grid, "mixed3": mixed3_grid,
+         "mixed4": mixed4_grid}
 
 
 def config_label(config: dict) -> str:

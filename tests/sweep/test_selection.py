@@ -379,6 +379,8 @@ def test_mixed_grid_sizes_runs_in_multiples_of_the_benchmarks_designs_and_steps(
     third = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed3_grid()]
     assert len(set(third)) == 18 and not set(third) & (set(labels) | set(second))
     assert "onehot/bidirectional/lr=0.2/target=10/K=4/steps=50" in third
+    fourth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed4_grid()]
+    assert len(set(fourth)) == 18 and not set(fourth) & (set(labels) | set(second) | set(third))
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
