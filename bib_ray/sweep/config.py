@@ -7,7 +7,7 @@
       method: {choice: [bidirectional, bib, bib+eta]}
     search: {algorithm: random, num_samples: 8, max_concurrent: 2, seed: 0}
     scheduler: {kind: asha, grace_period: 2, reduction_factor: 2}
-    metric: mean-top         # an offline selection metric (bib_ray.sweep.selection.METRICS); never the oracle
+    metric: expected-max     # an offline selection metric (bib_ray.sweep.selection.METRICS); never the oracle
     selection: {pessimism: 1.0}   # optional SelectionSettings fields of the metric's evaluators
     report_every: 10         # optimisation steps between reports (ASHA's time unit)
     resources: {cpu: 1, gpu: 0}

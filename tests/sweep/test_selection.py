@@ -421,7 +421,7 @@ def test_sweep_yaml_accepts_every_metric_and_rejects_others(tmp_path):
 
     for name in METRIC_NAMES:
         assert load(metric=name).metric == name
-    assert load().metric == "mean-top"
+    assert load().metric == "expected-max"
     assert load(selection={"pessimism": 2.0}).selection_settings().pessimism == 2.0
     assert load().selection_settings().unknown_past_radius is True
     assert load(selection={"unknown_past_radius": False}).selection_settings().unknown_past_radius is False
