@@ -33,12 +33,6 @@ higher is better). The metrics (``METRICS``; the sweep YAML's ``metric:``):
 - ``mean-top``: the mean prediction mu(x) = E_m[f_m(x)] of the same kind of ensemble, averaged over the
   trial's best ``top_designs`` fraction of designs; no spread enters the score (the default during
   issue 23).
-
-The one-hot ensembles (``pessimistic``, ``pessimistic-top``, ``expected-max``, ``mean-top``) score a design
-past the task's mutation radius (more substitutions from its reference than the offline rows reach;
-``Task.mutation_radius``) as unknown: every member predicts the lowest label they were trained on, as a
-benchmark's oracle scores it (``SelectionSettings.unknown_past_radius``). An MLP fitted on singles and
-doubles only extrapolates to triples, and rated them above every design inside the radius (issue 23).
 - ``gp-max``: the expected best design E[max_b f(x_b)] under the joint posterior of a Gaussian process
   with the exponentiated Hamming kernel on every offline row (``bib_ray.sweep.gp_evaluator``:
   hyper-parameters by marginal likelihood, spread calibrated by variance scaling). Unlike the MLP
@@ -57,6 +51,12 @@ doubles only extrapolates to triples, and rated them above every design inside t
   nearest neighbours) each trained on its own third of the held-out rows; the trial scores the
   mean of their mean design scores minus their spread (Beckham et al. 2024's agreement, across
   independently trained evaluators).
+
+The one-hot ensembles (``pessimistic``, ``pessimistic-top``, ``expected-max``, ``mean-top``) score a design
+past the task's mutation radius (more substitutions from its reference than the offline rows reach;
+``Task.mutation_radius``) as unknown: every member predicts the lowest label they were trained on, as a
+benchmark's oracle scores it (``SelectionSettings.unknown_past_radius``). An MLP fitted on singles and
+doubles only extrapolates to triples, and rated them above every design inside the radius (issue 23).
 
 References:
     D. Ginsbourger, R. Le Riche, L. Carraro. Kriging is well-suited to parallelize optimization.
@@ -111,6 +111,15 @@ def standardised(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.float64)
     std = float(labels.std())
     return (labels - labels.mean()) / (std if std > 0 else 1.0)
+
+
+def past_radius(designs: np.ndarray, reference: np.ndarray | None, radius: int | None) -> np.ndarray:
+    """(B,) bool: designs (B, L) with more than ``radius`` substitutions from ``reference`` (L,); none
+    when there is no radius."""
+    designs = np.asarray(designs)
+    if radius is None:
+        return np.zeros(len(designs), dtype=bool)
+    return (designs != reference[None, :]).sum(1) > radius
 
 
 def top_rows(y: np.ndarray, fraction: float) -> np.ndarray:
@@ -225,10 +234,7 @@ class SelectionData:
     def past_radius(self, designs: np.ndarray) -> np.ndarray:
         """(B,) bool: which designs carry more substitutions from the reference than the mutation radius
         (none without a radius)."""
-        designs = np.asarray(designs)
-        if self.mutation_radius is None:
-            return np.zeros(len(designs), dtype=bool)
-        return (designs != self.reference[None, :]).sum(1) > self.mutation_radius
+        return past_radius(designs, self.reference, self.mutation_radius)
 
     def embeddings_of(self, backbone: str, metric: str) -> RowEmbeddings:
         if backbone not in self.embeddings:
@@ -443,27 +449,29 @@ def member_predictions(evaluator: AuxiliaryEnsemble, designs: np.ndarray, vocab_
 
 @dataclass(frozen=True)
 class OneHotEvaluator:
-    """A one-hot MLP ensemble as the metrics read it, fitted on rows with standardised labels ``z``. With
-    ``unknown_past_radius`` the designs past the data's mutation radius (``SelectionData.past_radius``) are
-    unknown: every member predicts ``min(z)`` for them, so they neither lift a trial's score nor widen its
-    spread."""
+    """A one-hot MLP ensemble as the metrics read it, fitted on rows with standardised labels ``z``. Designs
+    with more than ``radius`` substitutions from ``reference`` are unknown: every member predicts
+    ``floor`` = min(z) for them, so they neither lift a trial's score nor widen its spread (no radius: none
+    are unknown)."""
 
     ensemble: AuxiliaryEnsemble
     vocab_size: int
     floor: float
-    past_radius: Callable[[np.ndarray], np.ndarray] | None
+    reference: np.ndarray | None = None
+    radius: int | None = None
 
     @classmethod
     def fitted(cls, ensemble: AuxiliaryEnsemble, z: np.ndarray, data: SelectionData,
                settings: SelectionSettings) -> "OneHotEvaluator":
-        return cls(ensemble, data.vocab_size, float(np.min(z)),
-                   data.past_radius if settings.unknown_past_radius else None)
+        """``ensemble`` with the data's radius when ``settings.unknown_past_radius``, else none."""
+        if not settings.unknown_past_radius:
+            return cls(ensemble, data.vocab_size, float(np.min(z)))
+        return cls(ensemble, data.vocab_size, float(np.min(z)), data.reference, data.mutation_radius)
 
     def members(self, designs: np.ndarray) -> np.ndarray:
         """Each member's prediction for each design (M, B), float64; ``floor`` for the unknown designs."""
         members = member_predictions(self.ensemble, designs, self.vocab_size)
-        if self.past_radius is not None:
-            members[:, self.past_radius(designs)] = self.floor
+        members[:, past_radius(designs, self.reference, self.radius)] = self.floor
         return members
 
 
