@@ -231,11 +231,6 @@ class SelectionData:
         return (np.concatenate([self.train_x, self.held_x]),
                 standardised(np.concatenate([self.train_y, self.held_y])))
 
-    def past_radius(self, designs: np.ndarray) -> np.ndarray:
-        """(B,) bool: which designs carry more substitutions from the reference than the mutation radius
-        (none without a radius)."""
-        return past_radius(designs, self.reference, self.mutation_radius)
-
     def embeddings_of(self, backbone: str, metric: str) -> RowEmbeddings:
         if backbone not in self.embeddings:
             raise ValueError(f"metric {metric} needs the held-out rows embedded with backbone {backbone!r}")
@@ -296,8 +291,7 @@ def fit_calibrated_ensemble(codes: np.ndarray, z: np.ndarray, vocab_size: int, s
     fit_rows, check_rows = order[calibration:], order[:calibration]
     probe = fit_onehot_ensemble(codes[fit_rows], z[fit_rows], vocab_size, settings, settings.seed)
     with torch.no_grad():
-        members = probe(one_hot(codes[check_rows], vocab_size)).double().numpy()
-    scale = spread_scale(members, z[check_rows])
+        scale = spread_scale(member_predictions(probe, codes[check_rows], vocab_size), z[check_rows])
     return fit_onehot_ensemble(codes, z, vocab_size, settings, settings.seed + 1), scale
 
 

@@ -19,7 +19,7 @@ from bib_ray.core.proxy import BidirectionalProxy
 from bib_ray.core.statistics import EmbeddingStatistics
 from bib_ray.errors import UserError
 from bib_ray.sweep.selection import (METRIC_NAMES, Candidate, RowEmbeddings, SelectionData, SelectionSettings,
-                               aggregate, bootstrap, build_metric, one_hot, spread_scale, top_rows)
+                               aggregate, bootstrap, build_metric, one_hot, past_radius, spread_scale, top_rows)
 from bib_ray.sweep.config import load_sweep_config
 from bib_ray.tasks.base import OracleKind, Task
 
@@ -146,8 +146,10 @@ def scan_data(radius: int = 1) -> SelectionData:
 def test_past_radius_counts_substitutions_from_the_reference():
     data = scan_data(radius=1)
     designs = np.array([[3] * LENGTH, [0, 3, 3, 3, 3, 3], [0, 0, 3, 3, 3, 3], [1, 2, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(data.past_radius(designs), [False, False, True, True])
-    assert not sequence_data().past_radius(designs).any()  # no reference, no radius: nothing is past it
+    np.testing.assert_array_equal(past_radius(designs, data.reference, data.mutation_radius),
+                                  [False, False, True, True])
+    plain = sequence_data()
+    assert not past_radius(designs, plain.reference, plain.mutation_radius).any()  # no reference, no radius
     with pytest.raises(ValueError, match="radius"):
         SelectionData(VOCAB, data.train_x, data.train_y, data.held_x, data.held_y, reference=data.reference)
 
