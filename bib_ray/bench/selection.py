@@ -127,13 +127,25 @@ def mixed4_grid() -> list[dict]:
     return with_every_backbone(settings)
 
 
+def mixed5_grid() -> list[dict]:
+    """A seventh grid, fixed before any metric was judged on it (issue 23's fifth held-aside check): the mixed
+    grids' backbones x six settings none of them has; one lets designs past pab1's mutation radius (K 4)."""
+    settings = [dict(method="bidirectional", lr=0.07, target=5.0, max_mutations=2),
+                dict(method="bib", lr=0.25, target=10.0, designs_x=2),
+                dict(method="forward", lr=0.05, target=20.0),
+                dict(method="bib", lr=0.05, target=5.0, max_mutations=4),
+                dict(method="bidirectional", lr=0.3, target=2.0, steps_x=2),
+                dict(method="forward", lr=0.3, target=10.0, max_mutations=1)]
+    return with_every_backbone(settings)
+
+
 def with_every_backbone(settings: list[dict]) -> list[dict]:
     """Each setting once per backbone the mixed grids cross it with (``tiny``, ``onehot``, ``ntk``)."""
     return [dict(backbone=b, **setting) for b in ("tiny", "onehot", "ntk") for setting in settings]
 
 
 GRIDS = {"reference": grid, "broad": broad_grid, "mixed": mixed_grid, "mixed2": mixed2_grid, "mixed3": mixed3_grid,
-         "mixed4": mixed4_grid}
+         "mixed4": mixed4_grid, "mixed5": mixed5_grid}
 
 
 def config_label(config: dict) -> str:

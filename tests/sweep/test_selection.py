@@ -383,6 +383,9 @@ def test_mixed_grid_sizes_runs_in_multiples_of_the_benchmarks_designs_and_steps(
     assert "onehot/bidirectional/lr=0.2/target=10/K=4/steps=50" in third
     fourth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed4_grid()]
     assert len(set(fourth)) == 18 and not set(fourth) & (set(labels) | set(second) | set(third))
+    fifth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed5_grid()]
+    assert len(set(fifth)) == 18 and not set(fifth) & (set(labels) | set(second) | set(third) | set(fourth))
+    assert "tiny/bib/lr=0.25/target=10/designs=96" in fifth
 
 
 def test_selection_benchmark_end_to_end(tmp_path, capsys):
