@@ -8,9 +8,12 @@ always show, except Ray's notice that token authentication is on: authentication
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import os
 import signal
+from collections.abc import Iterator
 
 from bib_ray.errors import UserError
 
@@ -72,12 +75,35 @@ def stopped_by(interrupt: KeyboardInterrupt) -> Stopped | None:
 
 def stop_on_signals() -> None:
     """From now on SIGTERM (what systemd, Docker and Kubernetes send) and SIGINT raise ``Stopped`` in the
-    main thread, so the command can stop cleanly. ``connect`` puts the handlers back after ``ray.init``,
-    which installs its own SIGTERM handler (the one that prints a crash report)."""
+    main thread, so the command can stop cleanly. ``connect`` keeps that true while ``ray.init`` runs (see
+    there) and puts the handlers back after it."""
     global _stop_on_signals
     _stop_on_signals = True
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_stopped)
+
+
+@contextlib.contextmanager
+def _stops_during_ray_init() -> Iterator[None]:
+    """While ``ray.init`` runs, a SIGTERM still means ``Stopped``. ``ray.init`` sets its own SIGTERM handler
+    (``sys.exit(15)``), turned back into ``Stopped`` here; and the driver's core worker would install
+    Abseil's failure-signal handler, which answers SIGTERM with a stack dump and an abort (exit -6) until
+    our handlers are back, so it is left off in this process only (Ray reads the switch when the driver's
+    core worker starts; workers keep theirs). Python's ``faulthandler`` still reports a native crash."""
+    from ray._private import ray_constants
+
+    faulthandler.enable()
+    previous = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    try:
+        yield
+    except SystemExit as exit_:
+        if exit_.code != signal.SIGTERM:
+            raise
+        _received.append(signal.SIGTERM)
+        raise Stopped(signal.SIGTERM) from None
+    finally:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = previous
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -90,16 +116,20 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     target = address or os.environ.get("RAY_ADDRESS") or None
     level = logging.INFO if _verbose else logging.WARNING
     try:
-        if target:
-            ray.init(address=target, log_to_driver=_verbose, logging_level=level)
-            return f"Ray cluster at {target}"
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=_verbose, logging_level=level)
+        with _stops_during_ray_init() if _stop_on_signals else contextlib.nullcontext():
+            try:
+                if target:
+                    ray.init(address=target, log_to_driver=_verbose, logging_level=level)
+                else:
+                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=_verbose, logging_level=level)
+            finally:
+                set_verbose(_verbose)  # ray.init re-levels its logger
+                if _stop_on_signals:
+                    stop_on_signals()
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"cannot start or reach Ray ({target or 'local'}): {error}") from None
-    finally:
-        set_verbose(_verbose)  # ray.init re-levels its logger
-        if _stop_on_signals:
-            stop_on_signals()
+    if target:
+        return f"Ray cluster at {target}"
     return f"embedded local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
 
 
