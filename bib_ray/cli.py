@@ -141,16 +141,16 @@ def cmd_design(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bib_ray.sweep.driver import METRIC, chosen_against_completed, run_sweep
+    from bib_ray.sweep.driver import METRIC, chosen_against_completed, experiment_location, run_sweep, stop_hint
     from bib_ray.sweep.config import load_sweep_config
 
     sweep = load_sweep_config(args.config)
     if args.data_dir:
         sweep.base["data_dir"] = args.data_dir
-    args.stopped_hint = ("the trials' results so far are kept with the experiment: continue it with the same "
-                         "command and --resume")
+    storage = args.storage or os.environ.get("BIB_RAY_STORAGE") or None
+    args.stopped_hint = functools.partial(stop_hint, experiment_location(storage or args.out, sweep.name))
     outcome = run_sweep(sweep, ray_settings(args), Path(args.out), resume=args.resume, progress=not args.quiet,
-                        storage=args.storage or os.environ.get("BIB_RAY_STORAGE") or None)
+                        storage=storage)
     table = outcome.table
     print(f"\nsweep {sweep.name}: {len(table)} trials, metric {METRIC} ({sweep.metric}; the oracle is reporting only)")
     shown = table if table.error.astype(bool).any() else table.drop(columns="error")
@@ -363,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             print("bib-ray: interrupted", file=sys.stderr)
             return 130
         hint = getattr(args, "stopped_hint", None) if "args" in locals() else None
+        hint = hint() if callable(hint) else hint  # a hint that depends on how far the command got
         print(f"bib-ray: stopped by {stop}{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 128 + stop.signum
     except BrokenPipeError:  # the reader went away (`bib-ray tasks | head -3`): stop quietly, as Python's docs advise

@@ -307,6 +307,20 @@ def experiment_location(storage: str, name: str) -> str:
     return str(Path(storage).expanduser().resolve() / name)
 
 
+def stop_hint(experiment: str) -> str:
+    """What a user who stopped the sweep can do next: resume once Tune has written the experiment at
+    ``experiment``; before that (Ray starting, embedding, the metric's fit) there is nothing to resume."""
+    from ray import tune
+
+    try:
+        started = tune.Tuner.can_restore(experiment)
+    except OSError:  # storage unreachable: say what resuming needs
+        started = True
+    if started:
+        return "the trials' results so far are kept with the experiment: continue it with the same command and --resume"
+    return "no trial had started, so there is nothing to resume: run the same command again"
+
+
 def failure_summary(table: pd.DataFrame) -> str | None:
     """None when every trial ran (completed or stopped early by the scheduler); else what failed."""
     errored = table[table.status == "error"]

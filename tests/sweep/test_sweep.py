@@ -170,6 +170,21 @@ def test_trial_reports_score_the_designs_the_final_decode_would_give(shared_data
     assert any((codes != starts).any() for codes in metric.scored)  # the designs did move
 
 
+def test_a_sweep_stopped_before_any_trial_ran_says_there_is_nothing_to_resume(tmp_path, monkeypatch, capsys):
+    from bib_ray import cli
+    from bib_ray.distributed.runtime import Stopped
+    from bib_ray.sweep import driver
+
+    def stopped_while_preparing(*_, **__):  # as a SIGTERM while Ray starts or the proxies embed
+        raise Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(driver, "run_sweep", stopped_while_preparing)
+    code = cli.main(["sweep", "--config", str(REPO / "tune_configs" / "quick.yaml"), "--out", str(tmp_path)])
+    assert code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bib-ray: stopped by SIGTERM; no trial had started, so there is nothing to resume: run the same command again")
+
+
 @pytest.mark.slow
 def test_a_sweep_stopped_by_sigterm_resumes_without_rerunning_finished_trials(shared_data_dir, tmp_path):
     sweep = small_sweep("resumable", samples=6, report_every=50)
