@@ -369,21 +369,21 @@ def test_the_tie_rule_column_takes_the_default_configuration_among_indistinguish
 
 
 def test_mixed_grid_sizes_runs_in_multiples_of_the_benchmarks_designs_and_steps():
-    configs = [bench.sized(config, designs=48, steps=25) for config in bench.mixed_grid()]
+    configs = [bench.sized(config, designs=48, steps=25) for config in bench.GRIDS["mixed"]()]
     assert len(configs) == 18 and {c["backbone"] for c in configs} == {"tiny", "onehot", "ntk"}
     assert sorted(c.get("designs", 48) for c in configs) == [48] * 15 + [96] * 3
     assert sorted(c.get("steps", 25) for c in configs) == [25] * 15 + [50] * 3
     labels = [bench.config_label(c) for c in configs]
     assert len(set(labels)) == 18 and "ntk/bib/lr=0.1/target=10/designs=96" in labels
-    second = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed2_grid()]
+    second = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.GRIDS["mixed2"]()]
     assert len(set(second)) == 18 and not set(second) & set(labels)
     assert "ntk/bidirectional/lr=0.1/target=2/designs=96" in second
-    third = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed3_grid()]
+    third = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.GRIDS["mixed3"]()]
     assert len(set(third)) == 18 and not set(third) & (set(labels) | set(second))
     assert "onehot/bidirectional/lr=0.2/target=10/K=4/steps=50" in third
-    fourth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed4_grid()]
+    fourth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.GRIDS["mixed4"]()]
     assert len(set(fourth)) == 18 and not set(fourth) & (set(labels) | set(second) | set(third))
-    fifth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.mixed5_grid()]
+    fifth = [bench.config_label(bench.sized(c, designs=48, steps=25)) for c in bench.GRIDS["mixed5"]()]
     assert len(set(fifth)) == 18 and not set(fifth) & (set(labels) | set(second) | set(third) | set(fourth))
     assert "tiny/bib/lr=0.25/target=10/designs=96" in fifth
 
