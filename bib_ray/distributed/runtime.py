@@ -84,26 +84,31 @@ def stop_on_signals() -> None:
 
 
 @contextlib.contextmanager
-def _stops_during_ray_init() -> Iterator[None]:
-    """While ``ray.init`` runs, a SIGTERM still means ``Stopped``. ``ray.init`` sets its own SIGTERM handler
-    (``sys.exit(15)``), turned back into ``Stopped`` here; and the driver's core worker would install
-    Abseil's failure-signal handler, which answers SIGTERM with a stack dump and an abort (exit -6) until
-    our handlers are back, so it is left off in this process only (Ray reads the switch when the driver's
-    core worker starts; workers keep theirs). Python's ``faulthandler`` still reports a native crash."""
+def _around_ray_init() -> Iterator[None]:
+    """What ``ray.init`` changes in this process, put back afterwards: its logger levels, and, when the
+    command stops on signals (``stop_on_signals``), the stop handlers. While it runs a SIGTERM still means
+    ``Stopped``: ``ray.init`` sets its own SIGTERM handler (``sys.exit(15)``), turned back into ``Stopped``
+    here; and the driver's core worker would install Abseil's failure-signal handler, which answers SIGTERM
+    with a stack dump and an abort, so it is left off in this process only (Ray reads the switch when the
+    driver's core worker starts; workers keep theirs). Python's ``faulthandler`` still reports a native crash."""
     from ray._private import ray_constants
 
-    faulthandler.enable()
     previous = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
-    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    if _stop_on_signals:
+        faulthandler.enable()
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     try:
         yield
     except SystemExit as exit_:
-        if exit_.code != signal.SIGTERM:
+        if not _stop_on_signals or exit_.code != signal.SIGTERM:
             raise
         _received.append(signal.SIGTERM)
         raise Stopped(signal.SIGTERM) from None
     finally:
         ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = previous
+        set_verbose(_verbose)  # ray.init re-levels its logger
+        if _stop_on_signals:
+            stop_on_signals()
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -116,20 +121,13 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     target = address or os.environ.get("RAY_ADDRESS") or None
     level = logging.INFO if _verbose else logging.WARNING
     try:
-        with _stops_during_ray_init() if _stop_on_signals else contextlib.nullcontext():
-            try:
-                if target:
-                    ray.init(address=target, log_to_driver=_verbose, logging_level=level)
-                else:
-                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=_verbose, logging_level=level)
-            finally:
-                set_verbose(_verbose)  # ray.init re-levels its logger
-                if _stop_on_signals:
-                    stop_on_signals()
+        with _around_ray_init():
+            if target:
+                ray.init(address=target, log_to_driver=_verbose, logging_level=level)
+                return f"Ray cluster at {target}"
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=_verbose, logging_level=level)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"cannot start or reach Ray ({target or 'local'}): {error}") from None
-    if target:
-        return f"Ray cluster at {target}"
     return f"embedded local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
 
 
