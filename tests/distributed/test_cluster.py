@@ -8,8 +8,10 @@ directory nor the head-only folder that holds outputs and artifacts.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +19,7 @@ import pytest
 import yaml
 
 from bib_ray.backbones import BackboneSpec
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, run_stopped_inside_ray_init
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +141,53 @@ def test_a_design_run_submitted_as_a_ray_job(isolated_cluster, shared_data_dir):
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in submit.stdout and f"outputs in {out}" in submit.stdout
     assert (out / "designs.csv").is_file()  # the job's driver runs on the head: --out is a head path
+
+
+def test_a_stop_while_the_driver_joins_the_cluster_is_a_clean_stop_and_the_cluster_stays(isolated_cluster):
+    """SIGTERM from inside ``ray.init(address=...)``: the driver stops cleanly (no stack dump, exit 143) and the
+    head and the worker without the head's disk stay up for the next command."""
+    cluster = isolated_cluster
+    done = run_stopped_inside_ray_init(cluster.head_only, "SIGTERM", address=cluster.address, env=cluster.env())
+    assert done.returncode == 128 + signal.SIGTERM, (done.returncode, done.stderr[-3000:])
+    assert done.stdout.strip() == "stopped by SIGTERM", done.stdout
+    assert "SIGTERM received" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    probe = subprocess.run([sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False);"
+                            " print(sum(n['Alive'] for n in ray.nodes()))", cluster.address],
+                           env=cluster.env(), capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.split()[-1] == "2", probe.stdout + probe.stderr[-2000:]
+
+
+def test_a_sweep_stopped_on_the_cluster_keeps_its_finished_trials_and_resumes(isolated_cluster, shared_data_dir):
+    """SIGTERM once a trial on the worker has written a checkpoint to the storage both nodes see: exit 143 with
+    the resume hint (the driver on the head finds the experiment there); --resume finishes without running
+    the checkpointed steps again."""
+    cluster = isolated_cluster
+    config = tiny_sweep(cluster.head_only, shared_data_dir, trials=4)
+    sweep = yaml.safe_load(config.read_text())
+    sweep["base"]["steps"], sweep["report_every"], sweep["search"]["max_concurrent"] = 60, 30, 1
+    config.write_text(yaml.safe_dump(sweep))
+    storage, out = cluster.shared / "stopped", cluster.head_only / "stopped-sweeps"
+    argv = ["sweep", "--config", str(config), "--address", cluster.address, "--shards", "1", "--storage",
+            str(storage), "--out", str(out), "--quiet"]
+    process = subprocess.Popen([sys.executable, "-m", "bib_ray.cli", *argv], env=cluster.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    experiment = storage / "quick"
+    deadline = time.monotonic() + 300
+    while (time.monotonic() < deadline and process.poll() is None
+           and not list(experiment.glob("run_trial_*/checkpoint_*/summary.json"))):
+        time.sleep(0.5)
+    assert process.poll() is None, "the sweep ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == 128 + signal.SIGTERM, err[-3000:] + cluster.log_tail()
+    assert err.strip().splitlines()[-1].startswith("bib-ray: stopped by SIGTERM; the trials' results so far are "
+                                                   "kept"), err[-3000:]
+    assert not (out / "quick" / "sweep_results.csv").exists(), "a stopped sweep writes no table"
+    finished = {p: p.stat().st_mtime for p in experiment.glob("run_trial_*/checkpoint_*/summary.json")}
+    assert finished
+    resumed = bib_ray(cluster, *argv, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + cluster.log_tail()
+    results = pd.read_csv(out / "quick" / "sweep_results.csv")
+    assert len(results) == 4 and set(results.status) == {"completed"}
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime == mtime, f"{path.parent.parent.name} was run again"

@@ -3,48 +3,13 @@ Ray's silent ``sys.exit(15)`` or its core worker's stack dump and abort."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from bib_ray.distributed import runtime
-
-# Sends the signal from inside ray.init, right after the driver's core worker started (Ray's SIGTERM handler
-# and, unless left off, Abseil's failure-signal handler are in place then), so the timing is exact.
-STOP_INSIDE_RAY_INIT = textwrap.dedent("""
-    import os, signal, sys
-    import ray._private.worker as worker
-    from bib_ray.distributed import runtime
-
-    connect_driver = worker.connect
-
-    def connect_then_signal(*args, **kwargs):
-        result = connect_driver(*args, **kwargs)
-        os.kill(os.getpid(), signal.{signame})
-        return result
-
-    worker.connect = connect_then_signal
-    {stop_on_signals}
-    try:
-        runtime.connect(num_cpus=1)
-    except runtime.Stopped as stop:
-        print("stopped by", stop, flush=True)
-        sys.exit(128 + stop.signum)
-    print("connected", flush=True)
-""")
-
-
-def run_stopped_inside_ray_init(tmp_path, signame: str, stop_on_signals: bool = True) -> subprocess.CompletedProcess:
-    script = STOP_INSIDE_RAY_INIT.format(signame=signame,
-                                         stop_on_signals="runtime.stop_on_signals()" if stop_on_signals else "")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
-    env.pop("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", None)
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180,
-                          cwd=tmp_path)
+from tests.helpers import run_stopped_inside_ray_init
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
